@@ -1,0 +1,65 @@
+//! The `reviews-api` command line: one binary, one subcommand per job (api.md, "Operating").
+
+use crate::config::Settings;
+use crate::etl::{generate, load};
+use crate::{db, demo, startup};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "reviews-api", version, about = "Ratings & Reviews API served from PostgreSQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the schema if missing and serve HTTP
+    Serve,
+    /// Apply the schema in sql/ (idempotent)
+    Migrate,
+    /// Load the dataset CSV files from DIR (see dataset.md), replacing the served data atomically
+    Load(load::LoadArgs),
+    /// Write a synthetic dataset in exactly the original CSV format
+    Generate(generate::GenerateArgs),
+    /// Find or start a database, load a demo dataset if it is empty, and serve
+    Demo(demo::DemoArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // generate needs neither configuration nor a runtime: it only writes files.
+    if let Command::Generate(args) = &cli.command {
+        return generate::run(args);
+    }
+    let settings = Settings::load()?;
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve => {
+                let app = startup::Application::build(settings).await?;
+                app.run_until_stopped().await
+            }
+            Command::Migrate => {
+                let client = db::connect(&settings.database.url).await?;
+                db::migrate(&client).await?;
+                println!("schema applied");
+                Ok(())
+            }
+            Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),
+            Command::Demo(args) => demo::run(settings, args).await,
+            Command::Generate(_) => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! Layered settings, read and validated once at start.
+//!
+//! Layers, later wins: the defaults compiled in from `config/default.toml` (so the binary runs
+//! from any directory), `config/default.toml` and `config/local.toml` in the working directory if
+//! present, environment variables `REVIEWS__SECTION__KEY`, then the two variables every platform
+//! sets, `DATABASE_URL` and `PORT`.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub cache: CacheSettings,
+    pub load: LoadSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadSettings {
+    pub rejects: String,
+}
+
+impl Settings {
+    /// Reads every layer. Fails fast, naming the bad key, rather than starting half-configured.
+    pub fn load() -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::with_name("config/default").required(false))
+            .add_source(config::File::with_name("config/local").required(false))
+            .add_source(
+                config::Environment::with_prefix("REVIEWS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        }
+        if let Ok(port) = std::env::var("PORT") {
+            builder = builder.set_override("server.port", port)?;
+        }
+        let settings: Settings = builder
+            .build()?
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The compiled-in defaults alone: what tests start from before pointing at their database.
+    pub fn defaults() -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("config/default.toml is valid")
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.database.pool_size > 0, "database.pool_size must be at least 1");
+        anyhow::ensure!(self.database.timeout_ms > 0, "database.timeout_ms must be at least 1");
+        self.database
+            .url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+        Ok(())
+    }
+}

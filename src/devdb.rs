@@ -1,0 +1,1 @@
+//! The private PostgreSQL cluster that `demo` starts when no database answers.

@@ -1,0 +1,13 @@
+//! GET /health: 200 when the database answers, 503 (within the timeout) when it does not.
+
+use super::AppState;
+use crate::db;
+use crate::error::ApiError;
+use actix_web::{web, HttpResponse};
+
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    db::fetch_text(&state.pool, state.timeout, db::sql::HEALTH, &[]).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("OK"))
+}

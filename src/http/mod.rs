@@ -1,0 +1,51 @@
+//! The HTTP routes of api.md, one file per route group. Both route families (the Atelier form
+//! and the older form of the original load tests) are served by the same handlers.
+
+mod health;
+mod meta;
+mod params;
+mod reviews;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::{web, HttpResponse};
+use deadpool_postgres::Pool;
+use std::time::Duration;
+
+/// What every handler shares; built once in `startup` and cloned into each worker.
+pub struct AppState {
+    pub pool: Pool,
+    pub timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(pool: Pool, settings: &Settings) -> AppState {
+        AppState {
+            pool,
+            timeout: settings.database.timeout(),
+        }
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Literal paths before the patterns they would also match (`/reviews/meta`).
+    cfg.service(resource("/reviews").route(web::get().to(reviews::by_query)))
+        .service(resource("/reviews/meta").route(web::get().to(meta::by_query)))
+        .service(resource("/reviews/{product_id}/list").route(web::get().to(reviews::by_path)))
+        .service(resource("/reviews/{product_id}/meta").route(web::get().to(meta::by_path)))
+        .service(resource("/health").route(web::get().to(health::health)))
+        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+}
+
+/// A resource whose wrong methods answer api.md's 405 instead of actix's empty one.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
+}
+
+/// A finished JSON document from the database, passed through untouched.
+fn json(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(body)
+}

@@ -1,0 +1,40 @@
+//! GET /reviews?product_id= and GET /reviews/:product_id/list.
+
+use super::params::{Page, Query};
+use super::{json, AppState};
+use crate::db;
+use crate::error::ApiError;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub async fn by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(req.query_string());
+    list(&state, Page::parse(query.get("product_id"), &query)?).await
+}
+
+pub async fn by_path(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(req.query_string());
+    list(&state, Page::parse(req.match_info().get("product_id"), &query)?).await
+}
+
+async fn list(state: &AppState, page: Page) -> Result<HttpResponse, ApiError> {
+    let body = db::fetch_text(
+        &state.pool,
+        state.timeout,
+        db::sql::LIST,
+        &[
+            &page.product_id,
+            &page.sort.as_str(),
+            &page.count,
+            &page.page,
+            &page.offset(),
+        ],
+    )
+    .await?;
+    Ok(json(body))
+}

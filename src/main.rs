@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    reviews_api::cli::main()
+}

@@ -1,0 +1,58 @@
+//! Builds the application once: the pool, the schema, the shared state, the listener.
+//!
+//! Shared state is made here, outside `HttpServer::new`, and cloned into each worker: state made
+//! inside that closure would be per worker (one pool per thread, one cache per thread).
+
+use crate::config::Settings;
+use crate::db;
+use crate::http::{self, AppState};
+use actix_web::dev::Server;
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Applies the schema, binds `server.host:server.port` (port 0 picks a free port, as tests
+    /// do) and prepares the server; it runs when [`Application::run_until_stopped`] is awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let pool = db::make_pool(&settings.database)?;
+        let client = pool.get().await.map_err(|e| {
+            anyhow::anyhow!("cannot reach the database at {}: {e}", settings.database.url)
+        })?;
+        db::migrate(&client).await?;
+        drop(client);
+
+        let state = web::Data::new(AppState::new(pool, &settings));
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .configure(http::routes)
+        })
+        .workers(workers)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+        log::info!("listening on http://{}:{port}", settings.server.host);
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        Ok(self.server.await?)
+    }
+}
