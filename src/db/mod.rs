@@ -13,6 +13,7 @@ use tokio_postgres::NoTls;
 /// Every SQL file the code runs, by the name the code uses for it.
 pub mod sql {
     pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
+    pub const INDEXES: &str = include_str!("../../sql/indexes.sql");
     pub const LIST: &str = include_str!("../../sql/list.sql");
     pub const META: &str = include_str!("../../sql/meta.sql");
     pub const HEALTH: &str = "SELECT 'ok'::text";
@@ -74,13 +75,14 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Applies `sql/schema.sql`. Idempotent; an advisory lock keeps two starting instances from
-/// running it at once.
+/// Applies `sql/schema.sql` and `sql/indexes.sql`. Idempotent; an advisory lock keeps two
+/// starting instances from running it at once.
 pub async fn migrate(client: &tokio_postgres::Client) -> anyhow::Result<()> {
     client
         .batch_execute(&format!(
-            "SET client_min_messages = warning; SELECT pg_advisory_lock(7265); {}; SELECT pg_advisory_unlock(7265);",
-            sql::SCHEMA
+            "SET client_min_messages = warning; SELECT pg_advisory_lock(7265); {} {} SELECT pg_advisory_unlock(7265);",
+            sql::SCHEMA,
+            sql::INDEXES
         ))
         .await?;
     Ok(())
