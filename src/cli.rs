@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "reviews-api", version, about = "Ratings & Reviews API served from PostgreSQL")]
+#[command(
+    name = "reviews-api",
+    version,
+    about = "Ratings & Reviews API served from PostgreSQL"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

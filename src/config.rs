@@ -87,8 +87,14 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.database.pool_size > 0, "database.pool_size must be at least 1");
-        anyhow::ensure!(self.database.timeout_ms > 0, "database.timeout_ms must be at least 1");
+        anyhow::ensure!(
+            self.database.pool_size > 0,
+            "database.pool_size must be at least 1"
+        );
+        anyhow::ensure!(
+            self.database.timeout_ms > 0,
+            "database.timeout_ms must be at least 1"
+        );
         self.database
             .url
             .parse::<tokio_postgres::Config>()

@@ -35,6 +35,8 @@ pub enum DbFault {
     Statement(#[from] tokio_postgres::Error),
     #[error("no answer within the configured timeout")]
     Timeout,
+    #[error("a read statement returned no row")]
+    NoRow,
 }
 
 impl<E: Into<DbFault>> From<E> for ApiError {

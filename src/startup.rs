@@ -22,7 +22,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let pool = db::make_pool(&settings.database)?;
         let client = pool.get().await.map_err(|e| {
-            anyhow::anyhow!("cannot reach the database at {}: {e}", settings.database.url)
+            anyhow::anyhow!(
+                "cannot reach the database at {}: {e}",
+                settings.database.url
+            )
         })?;
         db::migrate(&client).await?;
         drop(client);

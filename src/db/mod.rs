@@ -7,16 +7,59 @@ use crate::config::DatabaseSettings;
 use crate::error::{ApiError, DbFault};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+
+/// A statement of `sql/` with the types of its parameters, declared here so that what Rust binds
+/// never depends on how PostgreSQL would infer a parameter used in two places.
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: &'static [Type],
+}
 
 /// Every SQL file the code runs, by the name the code uses for it.
 pub mod sql {
+    use super::Statement;
+    use tokio_postgres::types::Type;
+
     pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
     pub const INDEXES: &str = include_str!("../../sql/indexes.sql");
-    pub const LIST: &str = include_str!("../../sql/list.sql");
-    pub const META: &str = include_str!("../../sql/meta.sql");
-    pub const HEALTH: &str = "SELECT 'ok'::text";
+
+    pub const LIST: Statement = Statement {
+        sql: include_str!("../../sql/list.sql"),
+        params: &[Type::INT4, Type::TEXT, Type::INT4, Type::INT8, Type::INT8],
+    };
+    pub const META: Statement = Statement {
+        sql: include_str!("../../sql/meta.sql"),
+        params: &[Type::INT4],
+    };
+    pub const POST_REVIEW: Statement = Statement {
+        sql: include_str!("../../sql/post_review.sql"),
+        params: &[
+            Type::INT4,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BOOL,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::INT4_ARRAY,
+            Type::INT4_ARRAY,
+        ],
+    };
+    pub const HELPFUL: Statement = Statement {
+        sql: include_str!("../../sql/helpful.sql"),
+        params: &[Type::INT4],
+    };
+    pub const REPORT: Statement = Statement {
+        sql: include_str!("../../sql/report.sql"),
+        params: &[Type::INT4],
+    };
+    pub const HEALTH: Statement = Statement {
+        sql: "SELECT 'ok'::text",
+        params: &[],
+    };
 }
 
 /// Builds the pool. Nothing connects until the first request, so `serve` starts even while the
@@ -46,22 +89,37 @@ pub fn make_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         .build()?)
 }
 
-/// Runs one statement that returns one text column of one row (a finished JSON document), bounded
-/// by `timeout` from asking for a connection to the last byte, so a hung network is a 503 too.
-pub async fn fetch_text(
+/// Runs one statement that returns at most one row, bounded by `timeout` from asking for a
+/// connection to the last byte, so a hung network or an exhausted pool is a 503 too, not a hang.
+pub async fn query_opt(
     pool: &Pool,
     timeout: Duration,
-    sql: &'static str,
+    statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<String, ApiError> {
+) -> Result<Option<Row>, ApiError> {
     tokio::time::timeout(timeout, async {
         let client = pool.get().await?;
-        let statement = client.prepare_cached(sql).await?;
-        let row = client.query_one(&statement, params).await?;
-        Ok(row.try_get::<_, String>(0)?)
+        let prepared = client
+            .prepare_typed_cached(statement.sql, statement.params)
+            .await?;
+        Ok(client.query_opt(&prepared, params).await?)
     })
     .await
     .unwrap_or(Err(ApiError::Unavailable(DbFault::Timeout)))
+}
+
+/// Runs a read statement that always returns one row of one text column: a finished JSON
+/// document, handed to the client as it is.
+pub async fn fetch_text(
+    pool: &Pool,
+    timeout: Duration,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<String, ApiError> {
+    match query_opt(pool, timeout, statement, params).await? {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Err(ApiError::Unavailable(DbFault::NoRow)),
+    }
 }
 
 /// One connection outside the pool, for the command-line tools (migrate, load, verify).

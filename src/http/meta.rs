@@ -18,10 +18,14 @@ pub async fn by_path(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    meta(&state, id(req.match_info().get("product_id"), "product_id")?).await
+    meta(
+        &state,
+        id(req.match_info().get("product_id"), "product_id")?,
+    )
+    .await
 }
 
 async fn meta(state: &AppState, product_id: i32) -> Result<HttpResponse, ApiError> {
-    let body = db::fetch_text(&state.pool, state.timeout, db::sql::META, &[&product_id]).await?;
+    let body = db::fetch_text(&state.pool, state.timeout, &db::sql::META, &[&product_id]).await?;
     Ok(json(body))
 }

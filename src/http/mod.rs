@@ -3,8 +3,10 @@
 
 mod health;
 mod meta;
+mod new_review;
 mod params;
 mod reviews;
+mod writes;
 
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -29,18 +31,31 @@ impl AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Literal paths before the patterns they would also match (`/reviews/meta`).
-    cfg.service(resource("/reviews").route(web::get().to(reviews::by_query)))
-        .service(resource("/reviews/meta").route(web::get().to(meta::by_query)))
-        .service(resource("/reviews/{product_id}/list").route(web::get().to(reviews::by_path)))
-        .service(resource("/reviews/{product_id}/meta").route(web::get().to(meta::by_path)))
-        .service(resource("/health").route(web::get().to(health::health)))
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+    // Literal paths before the patterns that would also match them (`/reviews/meta`).
+    cfg.service(
+        resource("/reviews")
+            .route(web::get().to(reviews::by_query))
+            .route(web::post().to(writes::post_by_body)),
+    )
+    .service(resource("/reviews/meta").route(web::get().to(meta::by_query)))
+    .service(resource("/reviews/helpful/{review_id}").route(web::put().to(writes::helpful)))
+    .service(resource("/reviews/report/{review_id}").route(web::put().to(writes::report)))
+    .service(resource("/reviews/{product_id}").route(web::post().to(writes::post_by_path)))
+    .service(resource("/reviews/{product_id}/list").route(web::get().to(reviews::by_path)))
+    .service(resource("/reviews/{product_id}/meta").route(web::get().to(meta::by_path)))
+    .service(resource("/reviews/{review_id}/helpful").route(web::put().to(writes::helpful)))
+    .service(resource("/reviews/{review_id}/report").route(web::put().to(writes::report)))
+    .service(resource("/health").route(web::get().to(health::health)))
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::NotFound)
+    }));
 }
 
 /// A resource whose wrong methods answer api.md's 405 instead of actix's empty one.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
+    }))
 }
 
 /// A finished JSON document from the database, passed through untouched.

@@ -19,14 +19,18 @@ pub async fn by_path(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(req.query_string());
-    list(&state, Page::parse(req.match_info().get("product_id"), &query)?).await
+    list(
+        &state,
+        Page::parse(req.match_info().get("product_id"), &query)?,
+    )
+    .await
 }
 
 async fn list(state: &AppState, page: Page) -> Result<HttpResponse, ApiError> {
     let body = db::fetch_text(
         &state.pool,
         state.timeout,
-        db::sql::LIST,
+        &db::sql::LIST,
         &[
             &page.product_id,
             &page.sort.as_str(),

@@ -29,19 +29,25 @@ impl TestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = reviews_api::db::connect(&admin_url()).await.expect("admin connection");
+        let admin = reviews_api::db::connect(&admin_url())
+            .await
+            .expect("admin connection");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
         let url = url_with_db(&admin_url(), &name);
-        let client = reviews_api::db::connect(&url).await.expect("test db connection");
+        let client = reviews_api::db::connect(&url)
+            .await
+            .expect("test db connection");
         reviews_api::db::migrate(&client).await.expect("migrate");
         TestDb { name, url }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        reviews_api::db::connect(&self.url).await.expect("test db connection")
+        reviews_api::db::connect(&self.url)
+            .await
+            .expect("test db connection")
     }
 
     /// Settings pointing at this database, serving on a random port.

@@ -1,0 +1,114 @@
+//! POST /reviews (and /reviews/:product_id), PUT helpful and PUT report (both route forms).
+//! Each is one statement from `sql/`, which also keeps the product's meta exact and announces the
+//! change (NOTIFY) in the same transaction.
+
+use super::new_review::NewReview;
+use super::params::id;
+use super::AppState;
+use crate::db;
+use crate::error::ApiError;
+use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+
+/// api.md: a body over 64 KiB is refused with 413.
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn post_by_body(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    post(&state, NewReview::parse(None, &body)?).await
+}
+
+pub async fn post_by_path(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    post(
+        &state,
+        NewReview::parse(req.match_info().get("product_id"), &body)?,
+    )
+    .await
+}
+
+async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiError> {
+    let row = db::query_opt(
+        &state.pool,
+        state.timeout,
+        &db::sql::POST_REVIEW,
+        &[
+            &review.product_id,
+            &review.rating,
+            &review.summary,
+            &review.body,
+            &review.recommend,
+            &review.name,
+            &review.email,
+            &review.photos,
+            &review.characteristic_ids,
+            &review.characteristic_values,
+        ],
+    )
+    .await?;
+    // No row: the statement found that the characteristics are not exactly the product's.
+    let review_id: i32 = row
+        .ok_or(ApiError::Invalid("characteristics"))?
+        .try_get(0)?;
+    Ok(HttpResponse::Created()
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(format!("{{\"review_id\":{review_id}}}")))
+}
+
+pub async fn helpful(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    mark(&state, &req, &db::sql::HELPFUL).await
+}
+
+pub async fn report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    mark(&state, &req, &db::sql::REPORT).await
+}
+
+/// helpful and report: one statement on one review that returns its product id, or no row when
+/// the review does not exist.
+async fn mark(
+    state: &AppState,
+    req: &HttpRequest,
+    statement: &db::Statement,
+) -> Result<HttpResponse, ApiError> {
+    let review_id = id(req.match_info().get("review_id"), "review_id")?;
+    let row = db::query_opt(&state.pool, state.timeout, statement, &[&review_id]).await?;
+    let _product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The request body, refused with 413 as soon as it is known to be over the limit.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::MalformedJson)?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
