@@ -37,6 +37,9 @@ pub enum DbFault {
     Timeout,
     #[error("a read statement returned no row")]
     NoRow,
+    /// The failure of a load that several requests for the same cached body waited on.
+    #[error("{0}")]
+    Shared(String),
 }
 
 impl<E: Into<DbFault>> From<E> for ApiError {

@@ -2,6 +2,7 @@
 //! endpoint. `main.rs` only calls [`cli::main`]; everything lives here so that tests start the
 //! real application on port 0.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -3,13 +3,16 @@
 //! Shared state is made here, outside `HttpServer::new`, and cloned into each worker: state made
 //! inside that closure would be per worker (one pool per thread, one cache per thread).
 
+use crate::cache::{self, BodyCache};
 use crate::config::Settings;
 use crate::db;
 use crate::http::{self, AppState};
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
+use std::sync::Arc;
 
 pub struct Application {
     port: u16,
@@ -30,16 +33,33 @@ impl Application {
         db::migrate(&client).await?;
         drop(client);
 
-        let state = web::Data::new(AppState::new(pool, &settings));
+        let cache = Arc::new(BodyCache::new(&settings.cache));
+        cache::spawn_listener(
+            cache.clone(),
+            settings.database.url.clone(),
+            settings.database.timeout(),
+        );
+        let state = web::Data::new(AppState::new(pool, cache, &settings));
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let responses = state.responses.clone();
         let server = HttpServer::new(move || {
+            let responses = responses.clone();
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(move |req, srv| {
+                    let responses = responses.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        responses.count(response.status().as_u16());
+                        Ok(response)
+                    }
+                })
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(http::routes)
         })

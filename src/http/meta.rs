@@ -1,7 +1,8 @@
 //! GET /reviews/meta?product_id= and GET /reviews/:product_id/meta.
 
 use super::params::{id, Query};
-use super::{json, AppState};
+use super::AppState;
+use crate::cache::Doc;
 use crate::db;
 use crate::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,6 +27,7 @@ pub async fn by_path(
 }
 
 async fn meta(state: &AppState, product_id: i32) -> Result<HttpResponse, ApiError> {
-    let body = db::fetch_text(&state.pool, state.timeout, &db::sql::META, &[&product_id]).await?;
-    Ok(json(body))
+    state
+        .document(Doc::Meta(product_id), &db::sql::META, &[&product_id])
+        .await
 }

@@ -3,30 +3,60 @@
 
 mod health;
 mod meta;
+mod metrics;
 mod new_review;
-mod params;
+pub mod params;
 mod reviews;
 mod writes;
 
+use crate::cache::{BodyCache, Doc};
 use crate::config::Settings;
+use crate::db;
 use crate::error::ApiError;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
+use bytes::Bytes;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 
 /// What every handler shares; built once in `startup` and cloned into each worker.
 pub struct AppState {
     pub pool: Pool,
     pub timeout: Duration,
+    pub cache: Arc<BodyCache>,
+    pub responses: Arc<metrics::Responses>,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, settings: &Settings) -> AppState {
+    pub fn new(pool: Pool, cache: Arc<BodyCache>, settings: &Settings) -> AppState {
         AppState {
             pool,
             timeout: settings.database.timeout(),
+            cache,
+            responses: Arc::default(),
         }
+    }
+
+    /// A read document: from the cache, or from its one statement.
+    async fn document(
+        &self,
+        doc: Doc,
+        statement: &db::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<HttpResponse, ApiError> {
+        let body = self
+            .cache
+            .get_or_load(doc, || async {
+                db::fetch_text(&self.pool, self.timeout, statement, params)
+                    .await
+                    .map(Bytes::from)
+            })
+            .await?;
+        Ok(HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+            .body(body))
     }
 }
 
@@ -46,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/reviews/{review_id}/helpful").route(web::put().to(writes::helpful)))
     .service(resource("/reviews/{review_id}/report").route(web::put().to(writes::report)))
     .service(resource("/health").route(web::get().to(health::health)))
+    .service(resource("/metrics").route(web::get().to(metrics::metrics)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
     }));
@@ -56,11 +87,4 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
     }))
-}
-
-/// A finished JSON document from the database, passed through untouched.
-fn json(body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-        .body(body)
 }

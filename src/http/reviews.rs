@@ -1,7 +1,8 @@
 //! GET /reviews?product_id= and GET /reviews/:product_id/list.
 
 use super::params::{Page, Query};
-use super::{json, AppState};
+use super::AppState;
+use crate::cache::Doc;
 use crate::db;
 use crate::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,18 +28,18 @@ pub async fn by_path(
 }
 
 async fn list(state: &AppState, page: Page) -> Result<HttpResponse, ApiError> {
-    let body = db::fetch_text(
-        &state.pool,
-        state.timeout,
-        &db::sql::LIST,
-        &[
-            &page.product_id,
-            &page.sort.as_str(),
-            &page.count,
-            &page.page,
-            &page.offset(),
-        ],
-    )
-    .await?;
-    Ok(json(body))
+    let offset = page.offset();
+    state
+        .document(
+            Doc::List(page),
+            &db::sql::LIST,
+            &[
+                &page.product_id,
+                &page.sort.as_str(),
+                &page.count,
+                &page.page,
+                &offset,
+            ],
+        )
+        .await
 }

@@ -60,6 +60,7 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
     let review_id: i32 = row
         .ok_or(ApiError::Invalid("characteristics"))?
         .try_get(0)?;
+    state.cache.invalidate_product(review.product_id);
     Ok(HttpResponse::Created()
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(format!("{{\"review_id\":{review_id}}}")))
@@ -88,7 +89,10 @@ async fn mark(
 ) -> Result<HttpResponse, ApiError> {
     let review_id = id(req.match_info().get("review_id"), "review_id")?;
     let row = db::query_opt(&state.pool, state.timeout, statement, &[&review_id]).await?;
-    let _product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
+    let product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
+    // Here the write has committed: no read that began before it can store its body under the
+    // new generation (see cache).
+    state.cache.invalidate_product(product_id);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,0 +1,75 @@
+//! Coherence across instances: each write NOTIFYs `reviews_changed` with its product id (in the
+//! write's own transaction, so it is delivered at commit); every instance LISTENs on one
+//! dedicated connection and retires that product's bodies.
+//!
+//! NOTIFY is never replayed: while the connection is down this instance misses writes, so it
+//! stops caching, and once it listens again it retires every body before caching resumes.
+
+use super::BodyCache;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+pub const CHANNEL: &str = "reviews_changed";
+
+/// Listens for as long as the process runs, reconnecting by itself.
+pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
+    if !cache.enabled() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen(&cache, &url, timeout).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => log::warn!("cache listener: {e}; retrying in {backoff:?}"),
+            }
+            cache.set_listening(false);
+            cache.invalidate_all();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+/// One connection's life: returns when it ends.
+async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.connect_timeout(timeout);
+    // Keepalives notice a silently dead peer, which would otherwise look like a quiet channel.
+    config.keepalives_idle(Duration::from_secs(5));
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!("cache listener connection lost: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    // Anything written before LISTEN took effect was not heard: start from nothing.
+    cache.invalidate_all();
+    cache.set_listening(true);
+    log::info!("cache listener: listening on {CHANNEL}");
+    while let Some(payload) = rx.recv().await {
+        match payload.parse::<i32>() {
+            Ok(product_id) => cache.invalidate_product(product_id),
+            Err(_) => cache.invalidate_all(),
+        }
+    }
+    driver.abort();
+    drop(client);
+    anyhow::bail!("connection closed")
+}
