@@ -2,7 +2,7 @@
 
 use crate::config::Settings;
 use crate::etl::{generate, load};
-use crate::{db, demo, startup};
+use crate::{db, demo, startup, verify};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -29,6 +29,9 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Find or start a database, load a demo dataset if it is empty, and serve
     Demo(demo::DemoArgs),
+    /// Recompute every product's meta from the raw tables and compare it with the precomputed
+    /// meta; exits non-zero when any differ
+    Verify(verify::VerifyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),
             Command::Demo(args) => demo::run(settings, args).await,
+            Command::Verify(args) => verify::run(&settings, &args).await,
             Command::Generate(_) => unreachable!("handled above"),
         }
     })

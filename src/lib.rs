@@ -12,3 +12,4 @@ pub mod error;
 pub mod etl;
 pub mod http;
 pub mod startup;
+pub mod verify;
