@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 pub const CHANNEL: &str = "reviews_changed";
+/// How the listening connection shows in pg_stat_activity (operators and tests find it by this).
+pub const APPLICATION_NAME: &str = "reviews-api-listener";
 
 /// Listens for as long as the process runs, reconnecting by itself.
 pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
@@ -37,6 +39,7 @@ pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
 async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.connect_timeout(timeout);
+    config.application_name(APPLICATION_NAME);
     // Keepalives notice a silently dead peer, which would otherwise look like a quiet channel.
     config.keepalives_idle(Duration::from_secs(5));
     let (client, mut connection) = config.connect(NoTls).await?;

@@ -12,7 +12,7 @@
 
 mod listen;
 
-pub use listen::spawn_listener;
+pub use listen::{spawn_listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 
 use crate::config::CacheSettings;
 use crate::error::{ApiError, DbFault};

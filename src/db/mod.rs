@@ -73,6 +73,7 @@ pub fn make_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     let timeout = settings.timeout();
     let mut pg: tokio_postgres::Config = settings.url.parse()?;
     pg.connect_timeout(timeout);
+    pg.application_name("reviews-api");
     pg.options(format!("-c statement_timeout={}", settings.timeout_ms));
     let manager = Manager::from_config(
         pg,
