@@ -39,7 +39,8 @@ pub const CHARACTERISTICS_HEADER: &str = "id,product_id,name";
 pub const CHARACTERISTIC_REVIEWS_HEADER: &str = "id,characteristic_id,review_id,value";
 
 /// In the order the real dataset lists them for a product (Fit, Length, Comfort, Quality).
-pub const CHARACTERISTIC_NAMES: [&str; 6] = ["Fit", "Length", "Comfort", "Quality", "Size", "Width"];
+pub const CHARACTERISTIC_NAMES: [&str; 6] =
+    ["Fit", "Length", "Comfort", "Quality", "Size", "Width"];
 
 // Independent streams, so that e.g. changing how text is drawn cannot move a product's shape.
 const STREAM_PRODUCT: u64 = 1;
@@ -492,8 +493,8 @@ struct CsvFile {
 impl CsvFile {
     fn create(dir: &Path, name: &'static str, header: &str, swap: Rng) -> anyhow::Result<Self> {
         let partial = dir.join(format!("{name}.partial"));
-        let file = File::create(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?;
+        let file =
+            File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
         let mut buf = Vec::with_capacity(FLUSH_AT + 64 * 1024);
         buf.extend_from_slice(header.as_bytes());
         buf.push(b'\n');
@@ -598,8 +599,9 @@ impl Files {
         }
         for f in self.all() {
             let target = f.final_path();
-            std::fs::rename(&f.partial, &target)
-                .with_context(|| format!("renaming {} to {}", f.partial.display(), target.display()))?;
+            std::fs::rename(&f.partial, &target).with_context(|| {
+                format!("renaming {} to {}", f.partial.display(), target.display())
+            })?;
         }
         Ok(self.rows())
     }
@@ -1014,7 +1016,9 @@ mod tests {
 
     fn num(f: &Field) -> u64 {
         assert!(!f.quoted, "number {f:?} must not be quoted");
-        f.text.parse().unwrap_or_else(|_| panic!("not a number: {f:?}"))
+        f.text
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {f:?}"))
     }
 
     /// Ids are 1..=rows.len() with none repeated; some rows come before a smaller id.
@@ -1024,7 +1028,10 @@ mod tests {
         let mut previous = 0;
         for row in rows {
             let id = num(&row[0]) as usize;
-            assert!((1..=rows.len()).contains(&id), "{file}: id {id} out of range");
+            assert!(
+                (1..=rows.len()).contains(&id),
+                "{file}: id {id} out of range"
+            );
             assert!(!seen[id], "{file}: id {id} twice");
             seen[id] = true;
             if id < previous {
@@ -1063,10 +1070,17 @@ mod tests {
             assert!((1..=5).contains(&num(&row[2])));
             let date = num(&row[3]);
             assert!((DATE_FROM_MS..DATE_TO_MS).contains(&date), "date {date}");
-            for (i, max) in [(4, MAX_SUMMARY_CHARS), (5, MAX_BODY_CHARS), (8, MAX_NAME_CHARS)] {
+            for (i, max) in [
+                (4, MAX_SUMMARY_CHARS),
+                (5, MAX_BODY_CHARS),
+                (8, MAX_NAME_CHARS),
+            ] {
                 assert!(row[i].quoted, "{row:?}");
                 let chars = row[i].text.chars().count();
-                assert!((1..=max).contains(&chars), "field {i} has {chars} chars: {row:?}");
+                assert!(
+                    (1..=max).contains(&chars),
+                    "field {i} has {chars} chars: {row:?}"
+                );
             }
             for i in [6, 7] {
                 assert!(!row[i].quoted && (row[i].text == "true" || row[i].text == "false"));
@@ -1081,7 +1095,10 @@ mod tests {
         for row in &photos {
             assert_eq!(row.len(), 3, "reviews_photos.csv row {row:?}");
             let review = num(&row[1]) as usize;
-            assert!((1..=reviews.len()).contains(&review), "photo of missing review {row:?}");
+            assert!(
+                (1..=reviews.len()).contains(&review),
+                "photo of missing review {row:?}"
+            );
             assert!(row[2].quoted && row[2].text.starts_with("https://images.unsplash.com/"));
             assert!((80..=100).contains(&row[2].text.len()), "{row:?}");
         }
@@ -1124,12 +1141,19 @@ mod tests {
                 "value for a characteristic of another product: {row:?}"
             );
             assert!((1..=5).contains(&num(&row[3])));
-            assert!(pairs.insert((characteristic, review)), "two values: {row:?}");
+            assert!(
+                pairs.insert((characteristic, review)),
+                "two values: {row:?}"
+            );
             values_per_review[review] += 1;
         }
         for (review, &n) in values_per_review.iter().enumerate().skip(1) {
             let product = product_of_review[review];
-            assert_eq!(n, names_of_product[product].len(), "values of review {review}");
+            assert_eq!(
+                n,
+                names_of_product[product].len(),
+                "values of review {review}"
+            );
         }
 
         Shape {
@@ -1204,13 +1228,20 @@ mod tests {
             (3.2..3.5).contains(&characteristics_per_product),
             "{characteristics_per_product} characteristics per product"
         );
-        let heavy = shape.reviews_per_product.iter().filter(|&&r| r >= 500).count();
+        let heavy = shape
+            .reviews_per_product
+            .iter()
+            .filter(|&&r| r >= 500)
+            .count();
         assert!(heavy >= 1, "no product with 500 or more reviews");
         let ordinary = shape.reviews_per_product[1..]
             .iter()
             .filter(|&&r| r <= 10)
             .count();
-        assert!(ordinary as f64 > 0.9 * n, "most products have 0 to 10 reviews");
+        assert!(
+            ordinary as f64 > 0.9 * n,
+            "most products have 0 to 10 reviews"
+        );
 
         // The quirks the loader must survive all occur.
         let reviews = read_csv(&dir.0, "reviews.csv", REVIEWS_HEADER);
@@ -1221,7 +1252,10 @@ mod tests {
         assert!(bodies().any(|b| b.contains('\'')), "no apostrophe");
         assert!(bodies().any(|b| b.contains('ü')), "no accented letter");
         assert!(bodies().any(|b| b.contains('日')), "no CJK");
-        assert!(bodies().any(|b| b.chars().any(|c| c as u32 >= 0x1F300)), "no emoji");
+        assert!(
+            bodies().any(|b| b.chars().any(|c| c as u32 >= 0x1F300)),
+            "no emoji"
+        );
         assert!(bodies().any(|b| b.chars().count() > 900), "no long body");
         let mut responses: HashMap<(bool, bool), usize> = HashMap::new();
         for r in &reviews {
@@ -1234,7 +1268,10 @@ mod tests {
         assert!(responses[&(true, true)] > 0, "no quoted \"null\" response");
         assert!(responses[&(true, false)] > 0, "no response text");
         let recommended = reviews.iter().filter(|r| r[6].text == "true").count() as f64 / total;
-        assert!((0.70..0.80).contains(&recommended), "{recommended} recommended");
+        assert!(
+            (0.70..0.80).contains(&recommended),
+            "{recommended} recommended"
+        );
     }
 
     #[test]
