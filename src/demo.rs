@@ -108,7 +108,10 @@ async fn prepare(settings: &Settings, args: &DemoArgs, data_dir: &Path) -> anyho
 
 async fn serve(settings: Settings, product: i32) -> anyhow::Result<()> {
     let host = browsable_host(&settings.server.host);
-    let app = startup::Application::build(settings).await?;
+    let listen = format!("{}:{}", settings.server.host, settings.server.port);
+    let app = startup::Application::build(settings)
+        .await
+        .with_context(|| format!("cannot serve on {listen} (PORT chooses another port)"))?;
     let base = format!("http://{host}:{}", app.port());
     println!("\nThe Ratings & Reviews API is serving on {base}. Try:");
     for url in try_urls(&base, product) {
