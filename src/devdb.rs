@@ -1,1 +1,458 @@
-//! The private PostgreSQL cluster that `demo` starts when no database answers.
+//! The private PostgreSQL cluster that `demo` starts when no database answers, also usable by
+//! tests: the machine's own `initdb` and `pg_ctl`, a folder of our choosing, a free port, trust
+//! authentication on 127.0.0.1 only.
+//!
+//! It is driven through `pg_ctl` rather than by owning a `postgres` child process: `pg_ctl start
+//! -w` returns once the server accepts connections, the server survives a Ctrl-C at the terminal
+//! (pg_ctl puts it in its own session) so it can still be stopped cleanly afterwards, and a server
+//! left running by a killed earlier run is found through its `postmaster.pid` and reused.
+//!
+//! `initdb` and `pg_ctl` refuse to run as root. When we are root, every PostgreSQL command runs
+//! as the `postgres` system user (`runuser`, else `su`), which then owns the cluster folder.
+
+use anyhow::Context;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Who runs the PostgreSQL programs when we are root.
+const PG_USER: &str = "postgres";
+
+/// `pg_ctl start` attempts: a free port can be taken by someone else between our probe and
+/// PostgreSQL's bind, so a failed start is retried on a fresh port.
+const START_ATTEMPTS: usize = 3;
+
+/// A running private cluster. [`DevCluster::stop`] stops it; dropping it stops it too, as a safety
+/// net for early returns (a release build aborts on panic, so do not rely on Drop alone).
+pub struct DevCluster {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`: the maintenance database of the cluster.
+    pub url: String,
+    pub port: u16,
+    /// The cluster folder: `data/`, `log`, `sock/`.
+    dir: PathBuf,
+    pg_ctl: PathBuf,
+    runner: Runner,
+    stopped: bool,
+}
+
+impl DevCluster {
+    /// Starts (initialising it the first time) the cluster kept in `dir`: the data in `dir/data`,
+    /// the server log in `dir/log`, the Unix socket in `dir/sock`. Reuses a server that an earlier
+    /// run left running there.
+    pub fn start(dir: &Path) -> anyhow::Result<DevCluster> {
+        let bin = find_pg_bin_dir().ok_or_else(|| anyhow::anyhow!(install_hint()))?;
+        let runner = Runner::detect()?;
+
+        std::fs::create_dir_all(dir.join("sock"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        runner.take_ownership(&dir)?;
+
+        let data = dir.join("data");
+        if !data.join("PG_VERSION").exists() {
+            log::info!(
+                "initialising a private PostgreSQL cluster in {}",
+                data.display()
+            );
+            // --locale=C: the service never sorts text, and C exists on every machine, whereas an
+            // inherited LANG naming a locale that is not installed makes initdb fail.
+            let args = [
+                "-D".into(),
+                data.into_os_string(),
+                "-U".into(),
+                "postgres".into(),
+                "--auth=trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C".into(),
+                "--no-instructions".into(),
+            ];
+            checked(runner.command(&bin.join("initdb"), &args, &dir), "initdb")?;
+        }
+
+        let mut cluster = DevCluster {
+            url: String::new(),
+            port: 0,
+            dir,
+            pg_ctl: bin.join("pg_ctl"),
+            runner,
+            // Nothing to stop until a server runs: a failed start must not try to stop one.
+            stopped: true,
+        };
+        cluster.port = match cluster.running_port()? {
+            Some(port) => {
+                log::warn!(
+                    "reusing the private PostgreSQL left running on port {port}; it stops on exit"
+                );
+                port
+            }
+            None => cluster.start_server()?,
+        };
+        cluster.stopped = false;
+        cluster.url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+        Ok(cluster)
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: open sessions are cut, nothing is lost). Does
+    /// nothing when it is already stopped, by us or by another handle on the same folder.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        if self.running_port()?.is_none() {
+            return Ok(());
+        }
+        checked(
+            self.pg_ctl("stop", &["-m".into(), "fast".into(), "-w".into()]),
+            "pg_ctl stop",
+        )?;
+        log::info!("stopped the private PostgreSQL on port {}", self.port);
+        Ok(())
+    }
+
+    /// `pg_ctl ACTION -D <data> ARGS...`, as the cluster's owner, in the cluster folder.
+    fn pg_ctl(&self, action: &str, args: &[OsString]) -> Command {
+        let mut all: Vec<OsString> = vec![action.into(), "-D".into(), self.data().into()];
+        all.extend_from_slice(args);
+        self.runner.command(&self.pg_ctl, &all, &self.dir)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The port of a server already running on this data folder, if any.
+    fn running_port(&self) -> anyhow::Result<Option<u16>> {
+        let out = run(self.pg_ctl("status", &[]), "pg_ctl status")?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        // postmaster.pid: pid, data folder, start time, port, ... (one value a line).
+        let pid_file = self.data().join("postmaster.pid");
+        let port = std::fs::read_to_string(&pid_file)?
+            .lines()
+            .nth(3)
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no port in {}", pid_file.display()))?;
+        Ok(Some(port))
+    }
+
+    fn start_server(&self) -> anyhow::Result<u16> {
+        let log = self.dir.join("log");
+        let socket_dir = self.dir.join("sock");
+        // pg_ctl hands -o to /bin/sh, hence the quoting. A Unix socket path is limited to about
+        // 100 bytes: in a deep folder, go without the socket (we only use TCP).
+        let socket = if socket_dir.as_os_str().len() <= 88 {
+            shell_quote(&socket_dir.to_string_lossy())
+        } else {
+            "''".to_string()
+        };
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {socket}");
+            let args = [
+                "-l".into(),
+                log.clone().into(),
+                "-w".into(),
+                "-o".into(),
+                options.into(),
+            ];
+            match checked(self.pg_ctl("start", &args), "pg_ctl start") {
+                Ok(_) => {
+                    log::info!(
+                        "started a private PostgreSQL on 127.0.0.1:{port} ({})",
+                        self.dir.display()
+                    );
+                    return Ok(port);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let error = last_error.expect("at least one attempt");
+        Err(error.context(format!(
+            "could not start PostgreSQL in {}; the end of its log {}:\n{}",
+            self.dir.display(),
+            log.display(),
+            tail(&log, 15)
+        )))
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            log::error!(
+                "could not stop the private PostgreSQL on port {}: {e:#}",
+                self.port
+            );
+        }
+    }
+}
+
+/// The first folder holding both `initdb` and `pg_ctl` (one installation, so they match): the
+/// PATH, then the usual install folders, newest version first.
+pub fn find_pg_bin_dir() -> Option<PathBuf> {
+    candidate_dirs()
+        .into_iter()
+        .find(|dir| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl")))
+}
+
+/// A PostgreSQL program (`initdb`, `pg_ctl`, `psql`...) from the PATH or the usual install
+/// folders, newest version first.
+pub fn find_pg_bin(name: &str) -> Option<PathBuf> {
+    candidate_dirs()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| is_executable(path))
+}
+
+/// What to install, for the error that ends `demo` when there is no PostgreSQL at all.
+pub fn install_hint() -> String {
+    "no PostgreSQL server answers and no PostgreSQL is installed here (looked for initdb and \
+     pg_ctl on the PATH, in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /usr/local/pgsql/bin, \
+     /opt/homebrew/opt/postgresql*/bin and /usr/local/opt/postgresql*/bin).\n\
+     Install PostgreSQL, then run the demo again:\n  \
+       Debian/Ubuntu:  sudo apt-get install postgresql\n  \
+       macOS:          brew install postgresql@16\n  \
+       Fedora/RHEL:    sudo dnf install postgresql-server\n  \
+       Arch:           sudo pacman -S postgresql\n\
+     or point DATABASE_URL at a server you can use, e.g. \
+     DATABASE_URL=postgres://user:password@host:5432/reviews"
+        .to_string()
+}
+
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    dirs.extend(versioned("/usr/lib/postgresql", "", "bin"));
+    dirs.extend(versioned("/usr", "pgsql-", "bin"));
+    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+    dirs.extend(versioned("/opt/homebrew/opt", "postgresql", "bin"));
+    dirs.extend(versioned("/usr/local/opt", "postgresql", "bin"));
+    dirs
+}
+
+/// `parent/<prefix...>/sub` for each entry of `parent` named `prefix...`, highest version first
+/// (`postgresql@16` before `postgresql@9.6`, `15` before `9`).
+fn versioned(parent: &str, prefix: &str, sub: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u32>, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(prefix)?;
+            Some((version_key(rest), entry.path().join(sub)))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, path)| path).collect()
+}
+
+fn version_key(name: &str) -> Vec<u32> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A port nobody listens on right now. The listener is released before PostgreSQL binds it, so
+/// another process may take it in between: callers retry.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// How the PostgreSQL programs are started: as ourselves, or, when we are root, as `postgres`.
+#[derive(Debug, Clone)]
+enum Runner {
+    Direct,
+    Runuser(PathBuf),
+    Su(PathBuf),
+}
+
+impl Runner {
+    fn detect() -> anyhow::Result<Runner> {
+        if effective_uid() != Some(0) {
+            return Ok(Runner::Direct);
+        }
+        anyhow::ensure!(
+            user_id(PG_USER, "-u").is_some(),
+            "PostgreSQL refuses to run as root and there is no `{PG_USER}` user to run it as: run \
+             the demo as an ordinary user, create the user (useradd --system {PG_USER}), or set \
+             DATABASE_URL to a server you can use"
+        );
+        if let Some(runuser) = find_program("runuser") {
+            Ok(Runner::Runuser(runuser))
+        } else if let Some(su) = find_program("su") {
+            Ok(Runner::Su(su))
+        } else {
+            anyhow::bail!("running as root, but neither runuser nor su is found to run PostgreSQL as `{PG_USER}`")
+        }
+    }
+
+    fn command(&self, program: &Path, args: &[OsString], cwd: &Path) -> Command {
+        let mut command = match self {
+            Runner::Direct => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            Runner::Runuser(runuser) => {
+                let mut c = Command::new(runuser);
+                c.args(["-u", PG_USER, "--"]).arg(program).args(args);
+                c
+            }
+            Runner::Su(su) => {
+                let line = std::iter::once(program.as_os_str())
+                    .chain(args.iter().map(OsString::as_os_str))
+                    .map(|arg| shell_quote(&arg.to_string_lossy()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut c = Command::new(su);
+                c.args([PG_USER, "-s", "/bin/sh", "-c"]).arg(line);
+                c
+            }
+        };
+        // The PostgreSQL programs resolve their own paths and fail when the working directory is
+        // unreadable to them (root's home, for `postgres`): run them in the cluster folder.
+        command.current_dir(cwd);
+        command
+    }
+
+    /// When we run as `postgres`, makes `dir` (and what an earlier run as another user left in
+    /// it) belong to `postgres`, and checks that `postgres` can reach it at all.
+    fn take_ownership(&self, dir: &Path) -> anyhow::Result<()> {
+        if matches!(self, Runner::Direct) {
+            return Ok(());
+        }
+        let uid = user_id(PG_USER, "-u").context("no postgres user")?;
+        let gid = user_id(PG_USER, "-g").context("no postgres group")?;
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(dir)?.uid() != uid {
+            chown_tree(dir, uid, gid)
+                .with_context(|| format!("cannot give {} to the {PG_USER} user", dir.display()))?;
+        }
+        let args = ["-w".into(), dir.as_os_str().to_owned()];
+        let reachable = run(
+            self.command(Path::new("test"), &args, Path::new("/")),
+            "test -w",
+        )?;
+        anyhow::ensure!(
+            reachable.status.success(),
+            "the {PG_USER} user cannot write to {}: a folder above it is closed to other users. \
+             Run the demo from a checkout elsewhere (e.g. under /srv or /tmp), or set DATABASE_URL",
+            dir.display()
+        );
+        Ok(())
+    }
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Our effective user id: from /proc on Linux, else from `id -u`.
+fn effective_uid() -> Option<u32> {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        // "Uid:\treal\teffective\tsaved\tfilesystem"
+        if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
+            return line.split_whitespace().nth(2)?.parse().ok();
+        }
+    }
+    id(&["-u"])
+}
+
+/// `id -u USER` / `id -g USER`: through NSS, so it also sees users that are not in /etc/passwd.
+fn user_id(user: &str, flag: &str) -> Option<u32> {
+    id(&[flag, user])
+}
+
+fn id(args: &[&str]) -> Option<u32> {
+    let out = Command::new("id").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// A program on the PATH, or in the sbin folders that a non-login root shell may lack.
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|path| is_executable(path))
+}
+
+fn run(mut command: Command, what: &str) -> anyhow::Result<Output> {
+    command
+        .output()
+        .with_context(|| format!("cannot run {what} ({:?})", command.get_program()))
+}
+
+/// Runs `command`; a non-zero exit is an error carrying the command's own output.
+fn checked(command: Command, what: &str) -> anyhow::Result<Output> {
+    let out = run(command, what)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `s` as one /bin/sh word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_versions_sort_first() {
+        let mut names = ["9.6", "15", "@16", "", "@9.6", "10"]
+            .map(version_key)
+            .to_vec();
+        names.sort_by(|a, b| b.cmp(a));
+        assert_eq!(names[0], vec![16]);
+        assert_eq!(names[1], vec![15]);
+        assert_eq!(names[2], vec![10]);
+        assert_eq!(names.last().unwrap(), &Vec::<u32>::new());
+    }
+
+    #[test]
+    fn shell_quote_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

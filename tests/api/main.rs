@@ -3,5 +3,6 @@
 //! real application on port 0 and talks HTTP to it.
 
 mod dataset;
+mod demo;
 mod helpers;
 mod reads;
