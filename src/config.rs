@@ -23,6 +23,7 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub workers: usize,
+    pub bench_routes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

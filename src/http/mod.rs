@@ -1,6 +1,7 @@
 //! The HTTP routes of api.md, one file per route group. Both route families (the Atelier form
 //! and the older form of the original load tests) are served by the same handlers.
 
+mod bench;
 mod health;
 mod meta;
 mod metrics;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub timeout: Duration,
     pub cache: Arc<BodyCache>,
     pub responses: Arc<metrics::Responses>,
+    /// The constant body of GET /bench/constant (None unless server.bench_routes).
+    pub bench_body: Option<Bytes>,
 }
 
 impl AppState {
@@ -36,6 +39,10 @@ impl AppState {
             timeout: settings.database.timeout(),
             cache,
             responses: Arc::default(),
+            bench_body: settings
+                .server
+                .bench_routes
+                .then(|| Bytes::from(vec![b' '; bench::MAX_BYTES])),
         }
     }
 
@@ -77,6 +84,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/reviews/{review_id}/report").route(web::put().to(writes::report)))
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+    .service(resource("/bench/constant/{bytes}").route(web::get().to(bench::constant)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
     }));
