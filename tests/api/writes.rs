@@ -626,7 +626,7 @@ async fn helpful_and_report_in_both_forms() {
     assert_eq!((reply.status, reply.body.as_str()), (204, ""));
     assert_eq!(
         app.get_ok("/reviews/meta?product_id=30").await,
-        expected_meta(&client, &product, &[r1.clone()]).await
+        expected_meta(&client, &product, std::slice::from_ref(&r1)).await
     );
     assert_eq!(order("newest").await, ids(&[&r1]));
     let (found, total) = reviews_api::verify::differences(&db.url, 10).await.unwrap();
@@ -641,7 +641,7 @@ async fn a_hundred_concurrent_helpful_votes_all_count() {
     let app = app_without_cache(&db).await;
     let review = post_review(&app, &product, 3, true, &[3]).await;
     let path = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             format!("/reviews/{}/helpful", review.review_id)
         } else {
             format!("/reviews/helpful/{}", review.review_id)
