@@ -178,7 +178,9 @@ pub async fn run(settings: &Settings, args: &LoadArgs) -> anyhow::Result<LoadRep
         .await?
         .get(0);
     anyhow::ensure!(locked, "another load is running on this database");
-    db::migrate(&client).await.context("cannot apply the schema")?;
+    db::migrate(&client)
+        .await
+        .context("cannot apply the schema")?;
     client.batch_execute(SESSION).await?;
 
     let result = stage_and_swap(&mut client, inputs, rejects).await;
@@ -451,11 +453,10 @@ fn parse_all(
     tx: mpsc::Sender<Chunk>,
 ) -> anyhow::Result<Vec<FileReport>> {
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{prefix:>27} [{bar:30}] {bytes:>9}/{total_bytes:<9} {msg}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>27} [{bar:30}] {bytes:>9}/{total_bytes:<9} {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
     let bars: Vec<ProgressBar> = inputs
         .iter()
         .map(|input| {
@@ -571,12 +572,7 @@ fn check_shape(record: &Record<'_>, expected: usize) -> Result<(), String> {
 }
 
 /// Checks one row of `kind` and, when it is good, records it in `refs` and encodes it in `out`.
-fn row(
-    kind: Kind,
-    r: &Record<'_>,
-    refs: &mut Refs,
-    out: &mut CopyEncoder,
-) -> Result<(), String> {
+fn row(kind: Kind, r: &Record<'_>, refs: &mut Refs, out: &mut CopyEncoder) -> Result<(), String> {
     match kind {
         Kind::Characteristics => {
             let id = id_field(r, 0, "id")?;
@@ -938,7 +934,15 @@ mod tests {
     fn integers() {
         assert_eq!(parse_int(b"1596080481467"), Some(1_596_080_481_467));
         assert_eq!(parse_int(b"-3"), Some(-3));
-        for bad in [&b""[..], b"-", b"1.5", b" 1", b"+1", b"1e3", b"9999999999999999999"] {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"1.5",
+            b" 1",
+            b"+1",
+            b"1e3",
+            b"9999999999999999999",
+        ] {
             assert_eq!(parse_int(bad), None, "{bad:?}");
         }
     }

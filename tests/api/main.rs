@@ -3,3 +3,4 @@
 //! real application on port 0 and talks HTTP to it.
 
 mod helpers;
+mod load;
