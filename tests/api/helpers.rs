@@ -123,6 +123,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     }
 }
 
+<<<<<<< HEAD
 // ---------------------------------------------------------------------------------------------
 // Helpers of the write, cache and fault tests: HTTP replies as plain values, products seeded the
 // way the loader leaves them, api.md's documents rebuilt independently, database snapshots, and
@@ -609,4 +610,46 @@ async fn until_cut(mut mode: watch::Receiver<ProxyMode>) {
             return;
         }
     }
+=======
+/// A fresh empty directory under the system's temporary directory.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "reviews-api-test-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// `text` as one quoted CSV field.
+pub fn csv_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The rejects file of a load, parsed: (file, line, reason, original row bytes) per row.
+pub fn read_rejects(path: &std::path::Path) -> Vec<(String, u64, String, Vec<u8>)> {
+    let file = std::fs::File::open(path).expect("the rejects file exists");
+    let mut reader = reviews_api::etl::csv::Reader::new(file);
+    let header = reader.next_record().unwrap().expect("a header");
+    assert_eq!(header.raw(), b"file,line,reason,row");
+    let mut rows = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        assert!(
+            r.error().is_none() && r.len() == 4,
+            "rejects line {}",
+            r.line()
+        );
+        let text = |i| String::from_utf8(r.field(i).to_vec()).unwrap();
+        rows.push((
+            text(0),
+            text(1).parse().unwrap(),
+            text(2),
+            r.field(3).to_vec(),
+        ));
+    }
+    rows
+>>>>>>> load
 }

@@ -7,5 +7,6 @@ mod dataset;
 mod demo;
 mod faults;
 mod helpers;
+mod load;
 mod reads;
 mod writes;
