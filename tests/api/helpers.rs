@@ -123,7 +123,6 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     }
 }
 
-<<<<<<< HEAD
 // ---------------------------------------------------------------------------------------------
 // Helpers of the write, cache and fault tests: HTTP replies as plain values, products seeded the
 // way the loader leaves them, api.md's documents rebuilt independently, database snapshots, and
@@ -610,7 +609,8 @@ async fn until_cut(mut mode: watch::Receiver<ProxyMode>) {
             return;
         }
     }
-=======
+}
+
 /// A fresh empty directory under the system's temporary directory.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -651,5 +651,4 @@ pub fn read_rejects(path: &std::path::Path) -> Vec<(String, u64, String, Vec<u8>
         ));
     }
     rows
->>>>>>> load
 }
