@@ -192,7 +192,7 @@ async fn a_write_through_one_instance_reaches_the_other_within_a_second() {
     assert_eq!(reply.status, 204);
     let done = Instant::now();
     let last = check_write(&a, &b, &truth, &paths, &old, &[true; 4], done).await;
-    assert_eq!(last[3], expected_meta(&client, &product, &[r1]).await);
+    assert_eq!(last[3], expected_meta(&product, &[r1]).await);
 
     // And the other way round: B writes, A follows.
     warm(&[&a, &b], &paths).await;
@@ -371,7 +371,7 @@ async fn reads_racing_writes_on_two_instances_end_at_the_final_state() {
     assert_eq!(posted.len(), 19);
 
     let expected = bodies(&truth, &paths).await;
-    assert_eq!(expected[3], expected_meta(&client, &product, &posted).await);
+    assert_eq!(expected[3], expected_meta(&product, &posted).await);
     for app in instances {
         converges(app, &paths, &expected, done + PROPAGATION).await;
         // Settled, not passing by.

@@ -358,13 +358,8 @@ pub async fn post_review(
 }
 
 /// The meta document api.md prescribes for `product` when exactly `visible` are its visible
-/// reviews, rebuilt here from the contract. Averages come from PostgreSQL's own
-/// `avg(integer)::text`, which is the definition api.md gives.
-pub async fn expected_meta(
-    client: &tokio_postgres::Client,
-    product: &Product,
-    visible: &[Posted],
-) -> String {
+/// reviews, rebuilt here from the contract (averages from the model in dataset.rs).
+pub async fn expected_meta(product: &Product, visible: &[Posted]) -> String {
     let mut ratings = [0u32; 5];
     let mut recommended = [0u32; 2];
     for review in visible {
@@ -383,7 +378,7 @@ pub async fn expected_meta(
     let mut chars = Vec::new();
     for (i, (id, name)) in product.chars.iter().enumerate() {
         let values: Vec<i32> = visible.iter().map(|r| r.values[i]).collect();
-        let value = average(client, &values).await;
+        let value = average(&values);
         chars.push(format!(
             "{}:{{\"id\":{id},\"value\":{}}}",
             serde_json::to_string(name).unwrap(),
@@ -399,16 +394,11 @@ pub async fn expected_meta(
     )
 }
 
-/// `avg(integer)::text` of `values` as PostgreSQL prints it; None for no values.
-pub async fn average(client: &tokio_postgres::Client, values: &[i32]) -> Option<String> {
-    client
-        .query_one(
-            "SELECT avg(v)::text FROM unnest($1::integer[]) AS v",
-            &[&values],
-        )
-        .await
-        .expect("avg")
-        .get(0)
+/// `avg(integer)::text` of `values` as PostgreSQL prints it, from the independent model in
+/// dataset.rs; None for no values.
+pub fn average(values: &[i32]) -> Option<String> {
+    let sum: i64 = values.iter().map(|v| i64::from(*v)).sum();
+    (!values.is_empty()).then(|| crate::dataset::pg_average(sum, values.len() as i64))
 }
 
 /// Every public table's row count and rows, and optionally every sequence's last value: equal
