@@ -5,10 +5,29 @@ use reviews_api::config::Settings;
 use reviews_api::startup::Application;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The server the tests create their databases on.
+/// The server the tests create their databases on: TEST_DATABASE_URL; else the usual server at
+/// 127.0.0.1:5432; else, so that `cargo test` passes on a machine where none runs, a private
+/// cluster started from the machine's PostgreSQL binaries, exactly as `demo` does. It is left
+/// running for the next test run to reuse.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url;
+        }
+        let usual = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+        if std::net::TcpStream::connect_timeout(&usual, std::time::Duration::from_secs(2)).is_ok() {
+            return "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+        }
+        // Under /tmp: as root the cluster runs as the postgres user, which must reach the folder.
+        let dir = std::env::temp_dir().join("reviews-api-test-pg");
+        let cluster = reviews_api::devdb::DevCluster::start(&dir)
+            .expect("no PostgreSQL at 127.0.0.1:5432 and no private cluster could start");
+        let url = cluster.url.clone();
+        std::mem::forget(cluster);
+        url
+    })
+    .clone()
 }
 
 /// A uniquely named database, schema applied, dropped when the value is dropped.
