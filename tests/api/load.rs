@@ -199,6 +199,8 @@ fn dirty_dataset() -> Dataset {
         review(14, 2, 5, "s", "b", false, false, None, 2),
         review(15, 1, 1, "s", "b", true, false, None, 2_000_000_000),
         review(16, 2, 2, "reported too", "b", false, true, None, 0),
+        // A product whose only review is reported still has a (zero) meta row.
+        review(21, 5, 4, "only reported", "b", true, true, None, 0),
     ];
     for g in &good[..4] {
         r.good(g.clone(), &g.csv());
@@ -268,6 +270,7 @@ fn dirty_dataset() -> Dataset {
         (8, 1, "https://example.com/b.jpg?x=1&y=2,3"),
         (7, 1, "https://example.com/a \"quoted\".jpg"),
         (11, 2, "https://example.com/c.jpg"),
+        (14, 2, "https://example.com/back\\slash\ttab/é😀.jpg"),
     ] {
         p.good(
             (id, review, url.to_string()),
@@ -406,8 +409,11 @@ impl Dataset {
             m.char_sums.push(0);
             m.char_counts.push(0);
         }
-        for r in self.reviews.good.iter().filter(|r| !r.reported) {
+        for r in &self.reviews.good {
             let m = metas.entry(r.product_id).or_default();
+            if r.reported {
+                continue;
+            }
             m.ratings[r.rating as usize - 1] += 1;
             m.recommended[usize::from(r.recommend)] += 1;
         }
