@@ -32,7 +32,8 @@ use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -294,7 +295,14 @@ async fn stage_and_swap(
     let parser =
         tokio::task::spawn_blocking(move || parse_all(inputs, rejects, reviews_tx, other_tx));
 
-    // The reviews and their indexes on one connection; everything else on the other.
+    // The reviews' index builds are shared: both connections take them from this queue once the
+    // reviews are in (each build takes a SHARE lock, so they run side by side).
+    let (reviews_jobs, reviews_attach) = table_jobs(reviews_conn, "reviews").await?;
+    let reviews_jobs = RefCell::new(VecDeque::from(reviews_jobs));
+    let (copied_tx, mut copied_rx) = tokio::sync::watch::channel(false);
+
+    // The reviews on one connection; everything else on the other, which then helps with the
+    // reviews' indexes.
     let reviews_side = async {
         let mut rx = reviews_rx;
         timeline
@@ -304,8 +312,9 @@ async fn stage_and_swap(
             )
             .await?;
         drop(rx);
+        let _ = copied_tx.send(true);
         timeline
-            .time("index reviews", build_indexes(reviews_conn, REVIEWS_SIDE))
+            .time("index reviews", take_jobs(reviews_conn, &reviews_jobs))
             .await
     };
     let other_side = async {
@@ -322,8 +331,25 @@ async fn stage_and_swap(
         }
         drop(rx);
         timeline
-            .time("index others", build_indexes(other_conn, OTHER_SIDE))
-            .await
+            .time("index, vacuum, analyze others", async {
+                for table in OTHER_TABLES {
+                    let (jobs, attach) = table_jobs(other_conn, table).await?;
+                    take_jobs(other_conn, &RefCell::new(VecDeque::from(jobs))).await?;
+                    finish_table(other_conn, table, &attach).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        // The reviews side stopping (an error) ends this wait too, and try_join reports it.
+        if copied_rx.wait_for(|copied| *copied).await.is_ok() {
+            timeline
+                .time(
+                    "index reviews (helping)",
+                    take_jobs(other_conn, &reviews_jobs),
+                )
+                .await?;
+        }
+        Ok(())
     };
     let loaded = tokio::try_join!(reviews_side, other_side);
     // Any receiver still open was dropped with the futures: the parser stops if it was waiting.
@@ -334,57 +360,57 @@ async fn stage_and_swap(
         (Ok(_), Err(e)) => return Err(e),
         (Ok(parsed), Ok(_)) => parsed,
     };
-
+    timeline
+        .time(
+            "reviews key, vacuum, analyze",
+            finish_table(reviews_conn, "reviews", &reviews_attach),
+        )
+        .await?;
+    // A statement of sql/indexes.sql on some other table (none today) still runs.
     let leftover: Vec<String> = index_statements()
         .into_iter()
-        .filter(|(t, _)| !REVIEWS_SIDE.contains(&t.as_str()) && !OTHER_SIDE.contains(&t.as_str()))
+        .filter(|(t, _)| t != "reviews" && !OTHER_TABLES.contains(&t.as_str()))
         .map(|(_, statement)| statement)
         .collect();
-    run_in_staging(reviews_conn, &leftover).await?;
+    take_jobs(reviews_conn, &RefCell::new(VecDeque::from(leftover))).await?;
 
-    // Before the swap rather than after: the tables go live with their statistics already in
-    // place, so the first queries get good plans. COPY FREEZE left nothing else for VACUUM to do
-    // but it is cheap on all-visible pages and guarantees the visibility map.
-    timeline
-        .time("vacuum analyze", async {
-            reviews_conn
-                .batch_execute(
-                    "VACUUM (ANALYZE) reviews_load.reviews, reviews_load.reviews_photos, \
-                     reviews_load.characteristics, reviews_load.characteristic_reviews, \
-                     reviews_load.product_meta",
-                )
-                .await
-                .context("cannot vacuum the staging tables")
-        })
-        .await?;
     timeline.time("swap", swap(reviews_conn)).await?;
     Ok(reports)
 }
 
-/// The primary keys (dropped by prepare.sql) and the secondary indexes of sql/indexes.sql of
-/// `tables`, built in bulk now that the data is in.
-async fn build_indexes(client: &Client, tables: &[&str]) -> anyhow::Result<()> {
-    for table in tables {
-        let statement: String = client
-            .query_one(sql::PRIMARY_KEY, &[&format!("reviews_load.{table}")])
-            .await?
-            .get(0);
-        client
-            .batch_execute(&statement)
-            .await
-            .with_context(|| format!("cannot build the primary key of {table}"))?;
-    }
-    let statements: Vec<String> = index_statements()
-        .into_iter()
-        .filter(|(table, _)| tables.contains(&table.as_str()))
-        .map(|(_, statement)| statement)
-        .collect();
-    run_in_staging(client, &statements).await
+/// The tables the second connection fills and indexes.
+const OTHER_TABLES: &[&str] = &[
+    "characteristics",
+    "reviews_photos",
+    "characteristic_reviews",
+    "product_meta",
+];
+
+/// The statements that build a staging table's primary key index (prepare.sql dropped the key;
+/// a bulk build is faster) and its indexes of sql/indexes.sql, and the statement that makes the
+/// index its primary key again once they are built.
+async fn table_jobs(client: &Client, table: &str) -> anyhow::Result<(Vec<String>, String)> {
+    let row = client
+        .query_one(sql::PRIMARY_KEY, &[&format!("reviews_load.{table}")])
+        .await
+        .with_context(|| format!("no saved primary key for {table}"))?;
+    let mut jobs = vec![row.get::<_, String>(0)];
+    jobs.extend(
+        index_statements()
+            .into_iter()
+            .filter(|(t, _)| t == table)
+            .map(|(_, statement)| statement),
+    );
+    Ok((jobs, row.get(1)))
 }
 
-/// Runs sql/indexes.sql statements on the staging tables (they name their tables unqualified).
-async fn run_in_staging(client: &Client, statements: &[String]) -> anyhow::Result<()> {
-    for statement in statements {
+/// Runs statements from `jobs` until it is empty. sql/indexes.sql names its tables unqualified:
+/// they run with search_path = reviews_load.
+async fn take_jobs(client: &Client, jobs: &RefCell<VecDeque<String>>) -> anyhow::Result<()> {
+    loop {
+        let Some(statement) = jobs.borrow_mut().pop_front() else {
+            return Ok(());
+        };
         client
             .batch_execute(&format!(
                 "SET search_path = reviews_load; {statement}; RESET search_path;"
@@ -392,7 +418,20 @@ async fn run_in_staging(client: &Client, statements: &[String]) -> anyhow::Resul
             .await
             .with_context(|| format!("cannot build an index: {statement}"))?;
     }
-    Ok(())
+}
+
+/// The primary key back on its index, then statistics before the swap rather than after: the
+/// tables go live with them, so the first queries get good plans. COPY FREEZE already made every
+/// page all-visible; VACUUM is cheap on such pages and guarantees the visibility map.
+async fn finish_table(client: &Client, table: &str, attach: &str) -> anyhow::Result<()> {
+    client
+        .batch_execute(attach)
+        .await
+        .with_context(|| format!("cannot restore the primary key of {table}"))?;
+    client
+        .batch_execute(&format!("VACUUM (ANALYZE) reviews_load.{table}"))
+        .await
+        .with_context(|| format!("cannot vacuum {table}"))
 }
 
 /// The statements of sql/indexes.sql with the table each is on. The file is shared with migrate,
@@ -416,16 +455,6 @@ fn index_statements() -> Vec<(String, String)> {
         })
         .collect()
 }
-
-/// Tables whose keys and indexes the reviews connection builds; the other connection builds the
-/// rest, and any statement of sql/indexes.sql on neither list runs last.
-const REVIEWS_SIDE: &[&str] = &["reviews"];
-const OTHER_SIDE: &[&str] = &[
-    "characteristics",
-    "reviews_photos",
-    "characteristic_reviews",
-    "product_meta",
-];
 
 /// The swap in one transaction. A lock that cannot be had within SWAP_LOCK_TIMEOUT (readers in
 /// long transactions) rolls everything back; the swap then waits a little and tries again.
@@ -681,7 +710,7 @@ fn parse_all(
                 reader,
                 &accepted,
                 &photos_by_review,
-                &photos_file,
+                &mut Window::new(photos_file),
                 &Sender { tx: reviews },
                 &bar,
             )
@@ -786,14 +815,13 @@ fn send_reviews(
     mut reader: Reader<File>,
     accepted: &Bits,
     photos: &[PhotoRef],
-    photos_file: &File,
+    photos_file: &mut Window,
     to: &Sender,
     bar: &Bar,
 ) -> anyhow::Result<u64> {
     let mut out = CopyEncoder::new();
     let mut json = Vec::with_capacity(1024);
     let mut url = Vec::with_capacity(256);
-    let mut raw = Vec::with_capacity(256);
     let mut ordinal = 0usize;
     let mut sent = 0u64;
     while let Some(r) = reader.next_record().context("cannot read reviews.csv")? {
@@ -808,14 +836,7 @@ fn send_reviews(
                 r.line()
             )
         })?;
-        photos_json(
-            review.id,
-            photos,
-            photos_file,
-            &mut json,
-            &mut url,
-            &mut raw,
-        )?;
+        photos_json(review.id, photos, photos_file, &mut json, &mut url)?;
         out.tuple(13);
         out.int4(review.id);
         out.int4(review.product_id);
@@ -850,10 +871,9 @@ fn send_reviews(
 fn photos_json(
     review_id: i32,
     photos: &[PhotoRef],
-    photos_file: &File,
+    photos_file: &mut Window,
     json: &mut Vec<u8>,
     url: &mut Vec<u8>,
-    raw: &mut Vec<u8>,
 ) -> anyhow::Result<()> {
     json.clear();
     json.push(b'[');
@@ -864,9 +884,8 @@ fn photos_json(
         .take_while(|p| p.review == review)
         .enumerate()
     {
-        raw.resize(photo.len as usize, 0);
-        photos_file
-            .read_exact_at(raw, photo.offset)
+        let raw = photos_file
+            .read(photo.offset, photo.len as usize)
             .context("cannot read reviews_photos.csv again")?;
         let value: &[u8] = if photo.doubled {
             url.clear();
@@ -879,13 +898,57 @@ fn photos_json(
             json.push(b',');
         }
         json.extend_from_slice(b"{\"id\":");
-        json.extend_from_slice(photo.id.to_string().as_bytes());
+        write!(json, "{}", photo.id)?;
         json.extend_from_slice(b",\"url\":");
         json_string(value, json);
         json.push(b'}');
     }
     json.push(b']');
     Ok(())
+}
+
+/// Reads pieces of a file by offset through one large buffer: photos are read in the order of
+/// their reviews, which in real exports is close to their order in the file, so most reads are
+/// served from the buffer and a few hundred reads replace millions of small ones.
+struct Window {
+    file: File,
+    buf: Vec<u8>,
+    /// The file offset of buf[0].
+    start: u64,
+}
+
+const WINDOW: usize = 1 << 20;
+
+impl Window {
+    fn new(file: File) -> Window {
+        Window {
+            file,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    fn read(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+        let inside =
+            offset >= self.start && offset + len as u64 <= self.start + self.buf.len() as u64;
+        if !inside {
+            self.buf.resize(WINDOW.max(len), 0);
+            let mut filled = 0;
+            while filled < len {
+                let n = self
+                    .file
+                    .read_at(&mut self.buf[filled..], offset + filled as u64)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                filled += n;
+            }
+            self.buf.truncate(filled);
+            self.start = offset;
+        }
+        let at = (offset - self.start) as usize;
+        Ok(&self.buf[at..at + len])
+    }
 }
 
 /// `text` as a JSON string, byte for byte as PostgreSQL's escape_json writes it (to_json(text)):

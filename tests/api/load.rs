@@ -491,10 +491,16 @@ async fn load_keeps_exactly_the_good_rows_and_reports_every_bad_one() {
     // A product.csv belongs to another service and must be ignored, even when it is garbage.
     std::fs::write(dir.join("product.csv"), "not,a\n\"valid file").unwrap();
 
+    let client = db.client().await;
+    let shape_before = schema_shape(&client).await;
+
     // Act
     let report = load_from(&db, &dir)
         .await
         .expect("load succeeds despite bad rows");
+
+    // The served tables are exactly what migrate makes: columns, keys, constraints, indexes.
+    assert_eq!(schema_shape(&client).await, shape_before);
 
     // Assert: counts per file
     let counts: Vec<_> = report
@@ -523,7 +529,6 @@ async fn load_keeps_exactly_the_good_rows_and_reports_every_bad_one() {
     }
 
     // The database holds exactly the good rows, text byte for byte, NULL apart from 'null'.
-    let client = db.client().await;
     let mut want = data.reviews.good.clone();
     want.sort_by_key(|r| r.id);
     assert_eq!(reviews_in(&client).await, want);
@@ -851,4 +856,27 @@ async fn max_id(client: &tokio_postgres::Client, table: &str) -> i32 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// Everything about the public tables' definitions, as text, for comparison.
+async fn schema_shape(client: &tokio_postgres::Client) -> Vec<String> {
+    let queries = [
+        "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' \
+         || coalesce(column_default, '') || ' ' || is_identity || ' ' || coalesce(generation_expression, '') \
+         FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    ];
+    let mut shape = Vec::new();
+    for query in queries {
+        for row in client.query(query, &[]).await.unwrap() {
+            shape.push(row.get(0));
+        }
+    }
+    assert!(shape
+        .iter()
+        .any(|s: &String| s.contains("reviews_pkey PRIMARY KEY (id)")));
+    shape
 }
