@@ -466,7 +466,10 @@ mod tests {
 
     /// Reads everything through a reader that hands out `chunk` bytes per read, so records cross
     /// buffer refills at every possible place.
-    fn read_all(input: &[u8], chunk: usize) -> Vec<(u64, Vec<(String, bool)>, String, bool)> {
+    /// A record as the tests see it: line, (value, quoted) per field, raw text, malformed.
+    type Seen = (u64, Vec<(String, bool)>, String, bool);
+
+    fn read_all(input: &[u8], chunk: usize) -> Vec<Seen> {
         struct Chunky<'a>(&'a [u8], usize);
         impl Read for Chunky<'_> {
             fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {

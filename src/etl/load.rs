@@ -657,7 +657,7 @@ struct Bar {
 impl Bar {
     /// Cheap enough to call per row: draws every 65536 rows.
     fn tick(&self, reader: &Reader<File>, rows: u64, rejected: u64, force: bool) {
-        if rows % 65536 != 0 && !force {
+        if !rows.is_multiple_of(65536) && !force {
             return;
         }
         let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3);

@@ -746,7 +746,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     let first_dir = dataset_dir("first", &first);
     load_from(&db, &first_dir).await.expect("first load");
     let snapshot = || async {
-        let row = (&client)
+        let row = client
             .query_one(
                 "SELECT (SELECT md5(string_agg(doc, '|' ORDER BY id)) FROM reviews), \
                         (SELECT md5(string_agg(doc, '|' ORDER BY product_id)) FROM product_meta), \
