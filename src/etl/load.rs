@@ -67,10 +67,18 @@ pub struct LoadReport {
     /// In the order the files are read: characteristics, reviews, photos, characteristic values.
     pub files: Vec<FileReport>,
     pub rejects_path: PathBuf,
-    /// Wall time of each phase. The phases on the two connections overlap, so they do not add up
-    /// to the total.
-    pub phases: Vec<(String, Duration)>,
+    /// The steps of the load in the order they started. Steps on the two connections and the
+    /// parsing threads overlap, so they do not add up to the total.
+    pub phases: Vec<Phase>,
     pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    /// When it started, from the start of the load.
+    pub start: Duration,
+    pub took: Duration,
 }
 
 impl LoadReport {
@@ -215,7 +223,7 @@ pub async fn run(settings: &Settings, args: &LoadArgs) -> anyhow::Result<LoadRep
     reviews_conn.batch_execute(SESSION).await?;
     other_conn.batch_execute(SESSION).await?;
 
-    let timeline = Timeline::new();
+    let timeline = Timeline::new(started);
     let result = stage_and_swap(
         &mut reviews_conn,
         &mut other_conn,
@@ -246,30 +254,43 @@ pub async fn run(settings: &Settings, args: &LoadArgs) -> anyhow::Result<LoadRep
 }
 
 /// Phase timings, written from both connections' tasks.
-struct Timeline(Mutex<Vec<(String, Duration)>>);
+struct Timeline {
+    origin: Instant,
+    phases: Mutex<Vec<Phase>>,
+}
 
 impl Timeline {
-    fn new() -> Timeline {
-        Timeline(Mutex::new(Vec::new()))
+    fn new(origin: Instant) -> Timeline {
+        Timeline {
+            origin,
+            phases: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Runs `step` and records how long it took under `name`.
+    fn record(&self, name: impl Into<String>, start: Instant, end: Instant) {
+        self.phases.lock().expect("timeline lock").push(Phase {
+            name: name.into(),
+            start: start.saturating_duration_since(self.origin),
+            took: end.saturating_duration_since(start),
+        });
+    }
+
+    /// Runs `step` and records when it ran under `name`.
     async fn time<T>(
         &self,
         name: impl Into<String>,
         step: impl std::future::Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
-        let started = Instant::now();
+        let start = Instant::now();
         let result = step.await?;
-        self.0
-            .lock()
-            .expect("timeline lock")
-            .push((name.into(), started.elapsed()));
+        self.record(name, start, Instant::now());
         Ok(result)
     }
 
-    fn take(&self) -> Vec<(String, Duration)> {
-        std::mem::take(&mut *self.0.lock().expect("timeline lock"))
+    fn take(&self) -> Vec<Phase> {
+        let mut phases = std::mem::take(&mut *self.phases.lock().expect("timeline lock"));
+        phases.sort_by_key(|p| p.start);
+        phases
     }
 }
 
@@ -319,8 +340,20 @@ async fn stage_and_swap(
     };
     let other_side = async {
         let mut rx = other_rx;
+        timeline
+            .time(
+                "copy characteristics",
+                copy_table(other_conn, Table::Characteristics, &mut rx),
+            )
+            .await?;
+        // Built while the parser still checks reviews.csv, when PostgreSQL has nothing else to do.
+        timeline
+            .time(
+                "index, vacuum, analyze characteristics",
+                index_table(other_conn, "characteristics"),
+            )
+            .await?;
         for (name, table) in [
-            ("copy characteristics", Table::Characteristics),
             ("copy reviews_photos", Table::Photos),
             ("copy characteristic_reviews", Table::Values),
             ("copy product_meta", Table::Meta),
@@ -332,10 +365,8 @@ async fn stage_and_swap(
         drop(rx);
         timeline
             .time("index, vacuum, analyze others", async {
-                for table in OTHER_TABLES {
-                    let (jobs, attach) = table_jobs(other_conn, table).await?;
-                    take_jobs(other_conn, &RefCell::new(VecDeque::from(jobs))).await?;
-                    finish_table(other_conn, table, &attach).await?;
+                for table in &OTHER_TABLES[1..] {
+                    index_table(other_conn, table).await?;
                 }
                 Ok(())
             })
@@ -360,6 +391,10 @@ async fn stage_and_swap(
         (Ok(_), Err(e)) => return Err(e),
         (Ok(parsed), Ok(_)) => parsed,
     };
+    for (name, start, end) in reports.phases {
+        timeline.record(name, start, end);
+    }
+    let reports = reports.files;
     timeline
         .time(
             "reviews key, vacuum, analyze",
@@ -378,7 +413,7 @@ async fn stage_and_swap(
     Ok(reports)
 }
 
-/// The tables the second connection fills and indexes.
+/// The tables the second connection fills and indexes, characteristics first.
 const OTHER_TABLES: &[&str] = &[
     "characteristics",
     "reviews_photos",
@@ -402,6 +437,13 @@ async fn table_jobs(client: &Client, table: &str) -> anyhow::Result<(Vec<String>
             .map(|(_, statement)| statement),
     );
     Ok((jobs, row.get(1)))
+}
+
+/// A table's keys and indexes, then its statistics, on one connection.
+async fn index_table(client: &Client, table: &str) -> anyhow::Result<()> {
+    let (jobs, attach) = table_jobs(client, table).await?;
+    take_jobs(client, &RefCell::new(VecDeque::from(jobs))).await?;
+    finish_table(client, table, &attach).await
 }
 
 /// Runs statements from `jobs` until it is empty. sql/indexes.sql names its tables unqualified:
@@ -488,11 +530,16 @@ fn print_summary(report: &LoadReport) {
     for f in &report.files {
         println!("{:<28} {:>12} {:>10}", f.file, f.loaded, f.rejected);
     }
-    println!("time (the two connections' phases overlap):");
-    for (name, d) in &report.phases {
-        println!("  {name:<28} {:>8.1}s", d.as_secs_f64());
+    println!("time (started at, took; the two connections and the parsing overlap):");
+    for p in &report.phases {
+        println!(
+            "  {:>7.1}s {:>7.1}s  {}",
+            p.start.as_secs_f64(),
+            p.took.as_secs_f64(),
+            p.name
+        );
     }
-    println!("  {:<28} {:>8.1}s", "total", report.total.as_secs_f64());
+    println!("  total {:.1}s", report.total.as_secs_f64());
     println!("rejected rows: {}", report.rejects_path.display());
 }
 
@@ -678,61 +725,85 @@ fn parse_all(
     mut rejects: Rejects,
     reviews: mpsc::Sender<Chunk>,
     other: mpsc::Sender<Chunk>,
-) -> anyhow::Result<Vec<FileReport>> {
+) -> anyhow::Result<Parsed> {
     let progress = Progress::new();
     let other = Sender { tx: other };
     let [chars, reviews_in, photos, values]: [Input; 4] = inputs
         .try_into()
         .map_err(|_| anyhow::anyhow!("four input files expected"))?;
     let mut state = State::default();
+    let mut phases = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, phases: &mut Vec<(String, Instant, Instant)>| {
+        let now = Instant::now();
+        phases.push((format!("parse: {name}"), clock, now));
+        clock = now;
+    };
 
     let (chars_report, _) = check_file(chars, &mut state, &mut rejects, &progress, &other)?;
+    lap("check characteristics.csv", &mut phases);
     // First reading of reviews.csv: checks only, nothing is sent.
     let reviews_size = reviews_in.size;
     let mut reviews_again = reviews_in.file.try_clone()?;
     let (reviews_report, accepted) =
         check_file(reviews_in, &mut state, &mut rejects, &progress, &other)?;
+    lap("check reviews.csv", &mut phases);
     let photos_file = photos.file.try_clone()?;
     let (photos_report, _) = check_file(photos, &mut state, &mut rejects, &progress, &other)?;
     let mut photos_by_review = std::mem::take(&mut state.photos_by_review);
     photos_by_review.sort_unstable_by_key(|p| (p.review, p.id));
+    lap("check reviews_photos.csv", &mut phases);
 
     // Second reading, on its own thread and connection, while this thread checks the values.
     let bar = progress.bar("reviews.csv (copy)".into(), reviews_size);
     let sender = std::thread::Builder::new()
         .name("load-reviews".into())
-        .spawn(move || -> anyhow::Result<u64> {
+        .spawn(move || -> anyhow::Result<(u64, Instant, Instant)> {
+            let started = Instant::now();
             // The handle shares the file position of the first reading, which is at the end.
             reviews_again.rewind()?;
             let mut reader = Reader::new(reviews_again);
             reader.next_record()?; // the header, checked already
-            send_reviews(
+            let sent = send_reviews(
                 reader,
                 &accepted,
                 &photos_by_review,
                 &mut Window::new(photos_file),
                 &Sender { tx: reviews },
                 &bar,
-            )
+            )?;
+            Ok((sent, started, Instant::now()))
         })?;
 
     let (values_report, _) = check_file(values, &mut state, &mut rejects, &progress, &other)?;
     rejects.finish()?;
+    lap("check characteristic_reviews.csv", &mut phases);
     send_meta(&state, &other)?;
-    let sent = sender
+    lap("send product_meta", &mut phases);
+    let (sent, start, end) = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the reviews thread panicked"))??;
+    phases.push(("parse: send reviews.csv (2nd reading)".into(), start, end));
     anyhow::ensure!(
         sent == reviews_report.loaded,
         "reviews.csv: {} rows checked but {sent} sent",
         reviews_report.loaded
     );
-    Ok(vec![
-        chars_report,
-        reviews_report,
-        photos_report,
-        values_report,
-    ])
+    if !progress.bars.is_hidden() {
+        // The bars leave the cursor on their last line; the summary starts below them.
+        eprintln!();
+    }
+    Ok(Parsed {
+        files: vec![chars_report, reviews_report, photos_report, values_report],
+        phases,
+    })
+}
+
+/// What the parsing threads report: per file counts, and how long each of their steps took
+/// (each ends when PostgreSQL has taken its last chunk, as the channels are bounded).
+struct Parsed {
+    files: Vec<FileReport>,
+    phases: Vec<(String, Instant, Instant)>,
 }
 
 /// Checks every row of one file. Good rows of characteristics, photos and values are sent to
