@@ -14,13 +14,16 @@
 //!    product_meta counter. Measured at full size, doing it in SQL after the COPY cost three
 //!    minutes (an INSERT ... SELECT rewriting 5.8 million reviews, two aggregations over 19
 //!    million values), more than the plain COPY of all four files; here it costs seconds. What
-//!    PostgreSQL must still do is compute the generated documents (`doc`), about 11 µs per
-//!    review, so the reviews are streamed on one connection while everything else (the other
-//!    three files, product_meta, their indexes) runs on a second one: both cores stay busy.
+//!    PostgreSQL must still do is compute the generated documents (`doc`), 10 to 16 µs per review
+//!    with the SQL function of schema.sql: the reviews stream on one connection (COPY FREEZE)
+//!    while everything else (the other three files, product_meta, their indexes) goes on a
+//!    second one, and when the second is done the reviews COPY commits and both connections copy
+//!    the rest of the reviews side by side (VACUUM then sets those pages all-visible), then build
+//!    the reviews' indexes side by side: both cores stay busy to the end.
 //!    To embed its photos a review must be written after reviews_photos.csv is read, and photos
 //!    must be checked against the reviews: reviews.csv is read twice, first to check it, then to
 //!    send it. A photo's URL is not kept in memory but read back from its file by offset (the
-//!    page cache has it), which keeps the loader's memory near 200 MB at full size.
+//!    page cache has it), which keeps the loader under 300 MB resident at full size.
 //! 5. Everything lands in the schema `reviews_load`, built from sql/schema.sql itself; the SQL
 //!    steps in sql/load/ build the keys and indexes, and one transaction swaps the staging tables
 //!    into public. Until that commit the served data is untouched.
@@ -32,7 +35,7 @@ use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
@@ -94,6 +97,7 @@ mod sql {
     pub const PREPARE: &str = include_str!("../../sql/load/prepare.sql");
     pub const COPY_CHARACTERISTICS: &str = include_str!("../../sql/load/copy_characteristics.sql");
     pub const COPY_REVIEWS: &str = include_str!("../../sql/load/copy_reviews.sql");
+    pub const COPY_REVIEWS_SHARED: &str = include_str!("../../sql/load/copy_reviews_shared.sql");
     pub const COPY_PHOTOS: &str = include_str!("../../sql/load/copy_reviews_photos.sql");
     pub const COPY_VALUES: &str = include_str!("../../sql/load/copy_characteristic_reviews.sql");
     pub const COPY_META: &str = include_str!("../../sql/load/copy_product_meta.sql");
@@ -168,7 +172,8 @@ impl Kind {
 /// The staging tables, each filled by one COPY in a transaction that first truncates it: a
 /// table emptied in the same transaction may be copied with FREEZE, so its rows are written
 /// frozen and its pages all-visible, and no later pass (hint bits, VACUUM) rewrites them.
-#[derive(Debug, Clone, Copy)]
+/// (The reviews may end in two more COPYs side by side, see `stage_and_swap`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Table {
     Characteristics,
     Reviews,
@@ -317,35 +322,65 @@ async fn stage_and_swap(
         tokio::task::spawn_blocking(move || parse_all(inputs, rejects, reviews_tx, other_tx));
 
     // The reviews' index builds are shared: both connections take them from this queue once the
-    // reviews are in (each build takes a SHARE lock, so they run side by side).
+    // reviews are in (each build takes a SHARE lock, so they run side by side; a build started
+    // while the other connection still copies reviews waits for that COPY to commit).
     let (reviews_jobs, reviews_attach) = table_jobs(reviews_conn, "reviews").await?;
     let reviews_jobs = RefCell::new(VecDeque::from(reviews_jobs));
-    let (copied_tx, mut copied_rx) = tokio::sync::watch::channel(false);
+    let reviews_input: Input2 = tokio::sync::Mutex::new(reviews_rx);
+    let other_input: Input2 = tokio::sync::Mutex::new(other_rx);
+    let reviews_ended = Cell::new(false);
+    let (free_tx, free_rx) = tokio::sync::watch::channel(false);
+    let copied: RefCell<Vec<(Table, u64)>> = RefCell::new(Vec::new());
 
-    // The reviews on one connection; everything else on the other, which then helps with the
-    // reviews' indexes.
+    // The reviews stream on one connection, the other tables on the other. The generated review
+    // documents are the longest job: when the other connection is done with its tables it
+    // signals `free`, the reviews COPY (frozen so far) commits, and both connections copy the
+    // rest of the reviews side by side, then both build the reviews' indexes.
     let reviews_side = async {
-        let mut rx = reviews_rx;
-        timeline
+        let (rows, ended) = timeline
             .time(
-                "copy reviews",
-                copy_table(reviews_conn, Table::Reviews, &mut rx),
+                "copy reviews (frozen)",
+                copy_table(
+                    reviews_conn,
+                    Table::Reviews,
+                    Mode::Freeze,
+                    &reviews_input,
+                    Some(&free_rx),
+                    &reviews_ended,
+                ),
             )
             .await?;
-        drop(rx);
-        let _ = copied_tx.send(true);
+        copied.borrow_mut().push((Table::Reviews, rows));
+        if !ended {
+            let (rows, _) = timeline
+                .time(
+                    "copy reviews (shared)",
+                    copy_table(
+                        reviews_conn,
+                        Table::Reviews,
+                        Mode::Shared,
+                        &reviews_input,
+                        None,
+                        &reviews_ended,
+                    ),
+                )
+                .await?;
+            copied.borrow_mut().push((Table::Reviews, rows));
+        }
         timeline
             .time("index reviews", take_jobs(reviews_conn, &reviews_jobs))
             .await
     };
     let other_side = async {
-        let mut rx = other_rx;
-        timeline
-            .time(
-                "copy characteristics",
-                copy_table(other_conn, Table::Characteristics, &mut rx),
-            )
-            .await?;
+        copy_other(
+            other_conn,
+            "copy characteristics",
+            Table::Characteristics,
+            &other_input,
+            timeline,
+            &copied,
+        )
+        .await?;
         // Built while the parser still checks reviews.csv, when PostgreSQL has nothing else to do.
         timeline
             .time(
@@ -353,16 +388,33 @@ async fn stage_and_swap(
                 index_table(other_conn, "characteristics"),
             )
             .await?;
-        for (name, table) in [
-            ("copy reviews_photos", Table::Photos),
-            ("copy characteristic_reviews", Table::Values),
-            ("copy product_meta", Table::Meta),
-        ] {
-            timeline
-                .time(name, copy_table(other_conn, table, &mut rx))
-                .await?;
-        }
-        drop(rx);
+        copy_other(
+            other_conn,
+            "copy reviews_photos",
+            Table::Photos,
+            &other_input,
+            timeline,
+            &copied,
+        )
+        .await?;
+        copy_other(
+            other_conn,
+            "copy characteristic_reviews",
+            Table::Values,
+            &other_input,
+            timeline,
+            &copied,
+        )
+        .await?;
+        copy_other(
+            other_conn,
+            "copy product_meta",
+            Table::Meta,
+            &other_input,
+            timeline,
+            &copied,
+        )
+        .await?;
         timeline
             .time("index, vacuum, analyze others", async {
                 for table in &OTHER_TABLES[1..] {
@@ -371,18 +423,33 @@ async fn stage_and_swap(
                 Ok(())
             })
             .await?;
-        // The reviews side stopping (an error) ends this wait too, and try_join reports it.
-        if copied_rx.wait_for(|copied| *copied).await.is_ok() {
-            timeline
+        let _ = free_tx.send(true);
+        if !reviews_ended.get() {
+            let (rows, _) = timeline
                 .time(
-                    "index reviews (helping)",
-                    take_jobs(other_conn, &reviews_jobs),
+                    "copy reviews (shared, helping)",
+                    copy_table(
+                        other_conn,
+                        Table::Reviews,
+                        Mode::Shared,
+                        &reviews_input,
+                        None,
+                        &reviews_ended,
+                    ),
                 )
                 .await?;
+            copied.borrow_mut().push((Table::Reviews, rows));
         }
-        Ok(())
+        timeline
+            .time(
+                "index reviews (helping)",
+                take_jobs(other_conn, &reviews_jobs),
+            )
+            .await
     };
     let loaded = tokio::try_join!(reviews_side, other_side);
+    // With the receivers gone a parser still sending stops, instead of waiting forever.
+    drop((reviews_input, other_input));
     // Any receiver still open was dropped with the futures: the parser stops if it was waiting.
     let parsed = parser.await.context("the parsing thread panicked")?;
     let reports = match (parsed, loaded) {
@@ -395,6 +462,29 @@ async fn stage_and_swap(
         timeline.record(name, start, end);
     }
     let reports = reports.files;
+    // What PostgreSQL says it copied is what was checked good.
+    for (table, file) in [
+        (Table::Characteristics, Kind::Characteristics),
+        (Table::Reviews, Kind::Reviews),
+        (Table::Photos, Kind::Photos),
+        (Table::Values, Kind::Values),
+    ] {
+        let rows: u64 = copied
+            .borrow()
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, rows)| rows)
+            .sum();
+        let loaded = reports
+            .iter()
+            .find(|r| r.file == file.file())
+            .map_or(0, |r| r.loaded);
+        anyhow::ensure!(
+            rows == loaded,
+            "{}: {loaded} rows checked good but PostgreSQL copied {rows}",
+            file.file()
+        );
+    }
     timeline
         .time(
             "reviews key, vacuum, analyze",
@@ -617,29 +707,89 @@ enum Chunk {
 const CHANNEL: usize = 8;
 const CHUNK: usize = 1 << 20;
 
-/// One table's COPY, in a transaction that first empties the table so FREEZE is allowed.
-/// Returns the rows PostgreSQL copied.
+/// A COPY of one of the other tables, frozen, timed and counted.
+async fn copy_other(
+    client: &mut Client,
+    name: &'static str,
+    table: Table,
+    input: &Input2,
+    timeline: &Timeline,
+    copied: &RefCell<Vec<(Table, u64)>>,
+) -> anyhow::Result<()> {
+    let ended = Cell::new(false);
+    let (rows, _) = timeline
+        .time(
+            name,
+            copy_table(client, table, Mode::Freeze, input, None, &ended),
+        )
+        .await?;
+    copied.borrow_mut().push((table, rows));
+    Ok(())
+}
+
+/// One connection's input: chunks from a parsing thread. Behind a lock because the reviews'
+/// chunks may end up shared between both connections.
+type Input2 = tokio::sync::Mutex<mpsc::Receiver<Chunk>>;
+
+/// How a COPY of the reviews runs (see `stage_and_swap`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In a transaction that first empties the table, so FREEZE is allowed: the rows are written
+    /// frozen and their pages all-visible, and no later pass rewrites them.
+    Freeze,
+    /// Beside another COPY into the same table; its pages are set all-visible by VACUUM later.
+    Shared,
+}
+
+/// One COPY into `table` from `input`, until the input's End, or until `stop` turns true
+/// (checked between chunks). Returns the rows copied and whether the input ended. A closed
+/// input is an error unless `ended` says another COPY already took the End.
 async fn copy_table(
     client: &mut Client,
     table: Table,
-    rx: &mut mpsc::Receiver<Chunk>,
-) -> anyhow::Result<u64> {
+    mode: Mode,
+    input: &Input2,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ended: &std::cell::Cell<bool>,
+) -> anyhow::Result<(u64, bool)> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("TRUNCATE {}", table.name()))
-        .await?;
-    let sink = tx.copy_in::<_, Bytes>(table.copy_sql()).await?;
+    let statement = match mode {
+        Mode::Freeze => {
+            tx.batch_execute(&format!("TRUNCATE {}", table.name()))
+                .await?;
+            table.copy_sql()
+        }
+        Mode::Shared => sql::COPY_REVIEWS_SHARED,
+    };
+    let sink = tx.copy_in::<_, Bytes>(statement).await?;
     let mut sink = std::pin::pin!(sink);
     let failed = || format!("COPY into {} failed", table.name());
-    loop {
-        match rx.recv().await {
+    sink.send(Bytes::from_static(COPY_HEADER))
+        .await
+        .with_context(failed)?;
+    let mut at_end = false;
+    while !stop.is_some_and(|s| *s.borrow()) {
+        let chunk = input.lock().await.recv().await;
+        match chunk {
             Some(Chunk::Data(bytes)) => sink.send(bytes).await.with_context(failed)?,
-            Some(Chunk::End) => break,
+            Some(Chunk::End) => {
+                ended.set(true);
+                at_end = true;
+                break;
+            }
+            None if ended.get() => {
+                at_end = true;
+                break;
+            }
             None => anyhow::bail!("the input of {} stopped", table.name()),
         }
     }
+    sink.send(Bytes::from_static(COPY_TRAILER))
+        .await
+        .with_context(failed)?;
     let rows = sink.as_mut().finish().await.with_context(failed)?;
     tx.commit().await?;
-    Ok(rows)
+    Ok((rows, at_end))
 }
 
 /// Sends chunks to one connection's COPYs; an error means that side of the load stopped.
@@ -1504,12 +1654,12 @@ struct CopyEncoder {
 }
 
 impl CopyEncoder {
+    /// Rows only: each COPY adds the header and the trailer itself, so the rows of one stream can
+    /// be spread over several COPYs (see `copy_table`).
     fn new() -> CopyEncoder {
-        let mut buf = BytesMut::with_capacity(CHUNK + (64 << 10));
-        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.put_i32(0); // flags
-        buf.put_i32(0); // header extension length
-        CopyEncoder { buf }
+        CopyEncoder {
+            buf: BytesMut::with_capacity(CHUNK + (64 << 10)),
+        }
     }
 
     fn len(&self) -> usize {
@@ -1522,8 +1672,7 @@ impl CopyEncoder {
         chunk
     }
 
-    fn finish(mut self) -> Bytes {
-        self.buf.put_i16(-1);
+    fn finish(self) -> Bytes {
         self.buf.freeze()
     }
 
@@ -1604,6 +1753,11 @@ impl CopyEncoder {
         self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }
 }
+
+/// The binary COPY signature, flags and header extension length; the trailer is a field count
+/// of -1.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+const COPY_TRAILER: &[u8] = b"\xff\xff";
 
 const INT4_OID: u32 = 23;
 const INT8_OID: u32 = 20;
