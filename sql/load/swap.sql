@@ -1,4 +1,4 @@
--- Load step 7: the swap, run by the loader inside ONE transaction with a short lock_timeout (it
+-- Load step 5: the swap, run by the loader inside ONE transaction with a short lock_timeout (it
 -- retries when readers hold the tables): either all of this happens or none of it. Dropping the
 -- served tables drops their identity sequences; the staging tables take their indexes,
 -- constraints and own identity sequences with them into public.
@@ -22,3 +22,7 @@ SELECT setval(pg_get_serial_sequence('public.characteristic_reviews', 'id'), coa
   FROM public.characteristic_reviews;
 
 DROP SCHEMA reviews_load CASCADE;
+
+-- Every running instance retires all its cached bodies when this commits (a payload that is not
+-- a product id means "everything"; see src/cache/listen.rs).
+NOTIFY reviews_changed, 'load';

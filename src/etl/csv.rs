@@ -53,10 +53,14 @@ struct Field {
     quoted: bool,
     /// The unescaped bytes are in the scratch buffer rather than the record text.
     in_scratch: bool,
+    /// Where the value's bytes start in the record text (after an opening quote), so a caller
+    /// can read it again from the file later instead of keeping it.
+    raw_start: u32,
 }
 
 /// One record, borrowed from the reader until the next call.
 pub struct Record<'a> {
+    offset: u64,
     raw: &'a [u8],
     fields: &'a [Field],
     scratch: &'a [u8],
@@ -68,6 +72,11 @@ impl<'a> Record<'a> {
     /// The physical line (1-based, the header is line 1) where the record starts.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// The byte offset in the input where the record starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The record as it stands in the file, without its line terminator.
@@ -96,6 +105,20 @@ impl<'a> Record<'a> {
 
     pub fn quoted(&self, i: usize) -> bool {
         self.fields[i].quoted
+    }
+
+    /// Where field `i` stands in the input: its byte offset, its length there, and whether it
+    /// holds doubled quotes (then the bytes there need [`unescape`]). Quotes around it excluded.
+    pub fn span(&self, i: usize) -> (u64, u32, bool) {
+        let f = self.fields[i];
+        let len = if f.in_scratch {
+            // Each doubled quote stands for one: the text is longer than the value.
+            let value = f.end - f.start;
+            value + self.field(i).iter().filter(|&&b| b == b'"').count() as u32
+        } else {
+            f.end - f.start
+        };
+        (self.offset + u64::from(f.raw_start), len, f.in_scratch)
     }
 }
 
@@ -208,6 +231,7 @@ impl<R: Read> Reader<R> {
         self.consumed += consumed as u64;
         self.line += lines;
         Record {
+            offset: self.consumed - consumed as u64,
             raw: &self.buf[start..start + raw_len],
             fields: &self.fields,
             scratch: &self.scratch,
@@ -294,6 +318,7 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                     end: scratch.len() as u32,
                     quoted: true,
                     in_scratch: true,
+                    raw_start: content as u32,
                 });
             } else {
                 fields.push(Field {
@@ -301,6 +326,7 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                     end: close as u32,
                     quoted: true,
                     in_scratch: false,
+                    raw_start: content as u32,
                 });
             }
             i = close + 1;
@@ -375,6 +401,7 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                         end: stop as u32,
                         quoted: false,
                         in_scratch: false,
+                        raw_start: i as u32,
                     });
                     i = stop + 1;
                 }
@@ -385,6 +412,7 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                         end: end as u32,
                         quoted: false,
                         in_scratch: false,
+                        raw_start: i as u32,
                     });
                     return Parsed::Record {
                         raw_len: end,
@@ -399,6 +427,7 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                         end: len as u32,
                         quoted: false,
                         in_scratch: false,
+                        raw_start: i as u32,
                     });
                     return Parsed::Record {
                         raw_len: len,
@@ -410,6 +439,15 @@ fn parse(data: &[u8], eof: bool, fields: &mut Vec<Field>, scratch: &mut Vec<u8>)
                 None => return Parsed::NeedMore,
             }
         }
+    }
+}
+
+/// The value of a quoted field whose doubled quotes are still doubled (see [`Record::span`]).
+pub fn unescape(raw: &[u8], out: &mut Vec<u8>) {
+    let mut k = 0;
+    while k < raw.len() {
+        out.push(raw[k]);
+        k += if raw[k] == b'"' { 2 } else { 1 };
     }
 }
 
@@ -428,7 +466,10 @@ mod tests {
 
     /// Reads everything through a reader that hands out `chunk` bytes per read, so records cross
     /// buffer refills at every possible place.
-    fn read_all(input: &[u8], chunk: usize) -> Vec<(u64, Vec<(String, bool)>, String, bool)> {
+    /// A record as the tests see it: line, (value, quoted) per field, raw text, malformed.
+    type Seen = (u64, Vec<(String, bool)>, String, bool);
+
+    fn read_all(input: &[u8], chunk: usize) -> Vec<Seen> {
         struct Chunky<'a>(&'a [u8], usize);
         impl Read for Chunky<'_> {
             fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
@@ -478,6 +519,27 @@ mod tests {
             assert_eq!(recs[6].1, vec![f("é😀", true), f("x", false)]);
             assert!(recs.iter().all(|r| !r.3));
         }
+    }
+
+    #[test]
+    fn spans_point_back_into_the_input() {
+        let input = b"\xEF\xBB\xBFid,url\n1,\"a\"\"b\"\n2,plain\r\n";
+        let mut reader = Reader::new(&input[..]);
+        reader.next_record().unwrap();
+        let mut values = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            let (at, len, doubled) = r.span(1);
+            let raw = &input[at as usize..at as usize + len as usize];
+            let mut value = Vec::new();
+            if doubled {
+                unescape(raw, &mut value);
+            } else {
+                value.extend_from_slice(raw);
+            }
+            assert_eq!(value, r.field(1));
+            values.push(value);
+        }
+        assert_eq!(values, vec![b"a\"b".to_vec(), b"plain".to_vec()]);
     }
 
     #[test]

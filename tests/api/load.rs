@@ -199,6 +199,8 @@ fn dirty_dataset() -> Dataset {
         review(14, 2, 5, "s", "b", false, false, None, 2),
         review(15, 1, 1, "s", "b", true, false, None, 2_000_000_000),
         review(16, 2, 2, "reported too", "b", false, true, None, 0),
+        // A product whose only review is reported still has a (zero) meta row.
+        review(21, 5, 4, "only reported", "b", true, true, None, 0),
     ];
     for g in &good[..4] {
         r.good(g.clone(), &g.csv());
@@ -268,6 +270,7 @@ fn dirty_dataset() -> Dataset {
         (8, 1, "https://example.com/b.jpg?x=1&y=2,3"),
         (7, 1, "https://example.com/a \"quoted\".jpg"),
         (11, 2, "https://example.com/c.jpg"),
+        (14, 2, "https://example.com/back\\slash\ttab/é😀.jpg"),
     ] {
         p.good(
             (id, review, url.to_string()),
@@ -406,8 +409,11 @@ impl Dataset {
             m.char_sums.push(0);
             m.char_counts.push(0);
         }
-        for r in self.reviews.good.iter().filter(|r| !r.reported) {
+        for r in &self.reviews.good {
             let m = metas.entry(r.product_id).or_default();
+            if r.reported {
+                continue;
+            }
             m.ratings[r.rating as usize - 1] += 1;
             m.recommended[usize::from(r.recommend)] += 1;
         }
@@ -485,10 +491,16 @@ async fn load_keeps_exactly_the_good_rows_and_reports_every_bad_one() {
     // A product.csv belongs to another service and must be ignored, even when it is garbage.
     std::fs::write(dir.join("product.csv"), "not,a\n\"valid file").unwrap();
 
+    let client = db.client().await;
+    let shape_before = schema_shape(&client).await;
+
     // Act
     let report = load_from(&db, &dir)
         .await
         .expect("load succeeds despite bad rows");
+
+    // The served tables are exactly what migrate makes: columns, keys, constraints, indexes.
+    assert_eq!(schema_shape(&client).await, shape_before);
 
     // Assert: counts per file
     let counts: Vec<_> = report
@@ -517,7 +529,6 @@ async fn load_keeps_exactly_the_good_rows_and_reports_every_bad_one() {
     }
 
     // The database holds exactly the good rows, text byte for byte, NULL apart from 'null'.
-    let client = db.client().await;
     let mut want = data.reviews.good.clone();
     want.sort_by_key(|r| r.id);
     assert_eq!(reviews_in(&client).await, want);
@@ -735,7 +746,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     let first_dir = dataset_dir("first", &first);
     load_from(&db, &first_dir).await.expect("first load");
     let snapshot = || async {
-        let row = (&client)
+        let row = client
             .query_one(
                 "SELECT (SELECT md5(string_agg(doc, '|' ORDER BY id)) FROM reviews), \
                         (SELECT md5(string_agg(doc, '|' ORDER BY product_id)) FROM product_meta), \
@@ -845,4 +856,27 @@ async fn max_id(client: &tokio_postgres::Client, table: &str) -> i32 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// Everything about the public tables' definitions, as text, for comparison.
+async fn schema_shape(client: &tokio_postgres::Client) -> Vec<String> {
+    let queries = [
+        "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' \
+         || coalesce(column_default, '') || ' ' || is_identity || ' ' || coalesce(generation_expression, '') \
+         FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    ];
+    let mut shape = Vec::new();
+    for query in queries {
+        for row in client.query(query, &[]).await.unwrap() {
+            shape.push(row.get(0));
+        }
+    }
+    assert!(shape
+        .iter()
+        .any(|s: &String| s.contains("reviews_pkey PRIMARY KEY (id)")));
+    shape
 }
