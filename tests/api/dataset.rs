@@ -368,7 +368,7 @@ impl Dataset {
                 ),
             }
         };
-        list.sort_by(|a, b| key(b).cmp(&key(a)));
+        list.sort_by_key(|r| std::cmp::Reverse(key(r)));
         list
     }
 
