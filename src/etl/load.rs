@@ -229,6 +229,7 @@ pub async fn run_tuned(
         .rejects
         .clone()
         .unwrap_or_else(|| PathBuf::from(&settings.load.rejects));
+    refuse_to_overwrite_an_input(&inputs, &rejects_path)?;
     let rejects = Rejects::create(&rejects_path)?;
 
     let url = &settings.database.url;
@@ -711,6 +712,24 @@ fn open_inputs(dir: &Path) -> anyhow::Result<Inputs> {
             })
         })
         .collect()
+}
+
+/// `--rejects` pointed at one of the dataset's files would truncate it while it is being read.
+fn refuse_to_overwrite_an_input(inputs: &Inputs, rejects: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(rejects) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let meta = input.file.metadata()?;
+        anyhow::ensure!(
+            !(meta.dev() == target.dev() && meta.ino() == target.ino()),
+            "the rejects file {} is {}, an input of the load",
+            rejects.display(),
+            input.kind.file()
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
