@@ -205,12 +205,31 @@ impl Table {
 }
 
 pub async fn run(settings: &Settings, args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    run_tuned(settings, args, Tuning::default()).await
+}
+
+/// Knobs for the tests, which load datasets far too small to reach some paths of a full load.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// Share the reviews between both connections from the first row (a full load does once
+    /// the second connection is free), so a small load goes through that path too.
+    pub share_reviews_at_once: bool,
+}
+
+#[doc(hidden)]
+pub async fn run_tuned(
+    settings: &Settings,
+    args: &LoadArgs,
+    tuning: Tuning,
+) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
     let inputs = open_inputs(&args.dir)?;
     let rejects_path = args
         .rejects
         .clone()
         .unwrap_or_else(|| PathBuf::from(&settings.load.rejects));
+    refuse_to_overwrite_an_input(&inputs, &rejects_path)?;
     let rejects = Rejects::create(&rejects_path)?;
 
     let url = &settings.database.url;
@@ -235,6 +254,7 @@ pub async fn run(settings: &Settings, args: &LoadArgs) -> anyhow::Result<LoadRep
         inputs,
         rejects,
         &timeline,
+        tuning,
     )
     .await;
     drop(other_conn);
@@ -305,6 +325,7 @@ async fn stage_and_swap(
     inputs: Inputs,
     rejects: Rejects,
     timeline: &Timeline,
+    tuning: Tuning,
 ) -> anyhow::Result<Vec<FileReport>> {
     reviews_conn.batch_execute(sql::STAGING).await?;
     reviews_conn
@@ -329,7 +350,7 @@ async fn stage_and_swap(
     let reviews_input: Input2 = tokio::sync::Mutex::new(reviews_rx);
     let other_input: Input2 = tokio::sync::Mutex::new(other_rx);
     let reviews_ended = Cell::new(false);
-    let (free_tx, free_rx) = tokio::sync::watch::channel(false);
+    let (free_tx, free_rx) = tokio::sync::watch::channel(tuning.share_reviews_at_once);
     let copied: RefCell<Vec<(Table, u64)>> = RefCell::new(Vec::new());
 
     // The reviews stream on one connection, the other tables on the other. The generated review
@@ -691,6 +712,24 @@ fn open_inputs(dir: &Path) -> anyhow::Result<Inputs> {
             })
         })
         .collect()
+}
+
+/// `--rejects` pointed at one of the dataset's files would truncate it while it is being read.
+fn refuse_to_overwrite_an_input(inputs: &Inputs, rejects: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(rejects) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let meta = input.file.metadata()?;
+        anyhow::ensure!(
+            !(meta.dev() == target.dev() && meta.ino() == target.ino()),
+            "the rejects file {} is {}, an input of the load",
+            rejects.display(),
+            input.kind.file()
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
