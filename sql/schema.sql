@@ -16,11 +16,15 @@
 -- The JSON of one review, exactly as GET /reviews lists it (keys in api.md order).
 -- IMMUTABLE is true for our use: the date is formatted from epoch milliseconds as a timestamp
 -- without time zone, so neither TimeZone nor DateStyle can change the text.
+-- plpgsql rather than sql: an SQL function calling the STABLE to_json/to_char is not inlined and
+-- runs the full executor per call; plpgsql evaluates the same expression in about half the time
+-- (4.6 µs against 8-11 µs per review, measured on the full load), with byte-identical output.
 CREATE OR REPLACE FUNCTION public.review_doc(
     p_id integer, p_rating smallint, p_summary text, p_recommend boolean, p_response text,
     p_body text, p_date_ms bigint, p_reviewer_name text, p_helpfulness integer, p_photos text)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '{"review_id":' || p_id
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN '{"review_id":' || p_id
         || ',"rating":' || p_rating
         || ',"summary":' || to_json(p_summary)::text
         || ',"recommend":' || p_recommend::text
@@ -31,7 +35,8 @@ RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         || ',"reviewer_name":' || to_json(p_reviewer_name)::text
         || ',"helpfulness":' || p_helpfulness
         || ',"photos":' || p_photos
-        || '}'
+        || '}';
+END
 $$;
 
 -- The meta document of one product, from its counters (see product_meta).
