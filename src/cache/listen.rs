@@ -14,6 +14,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 pub const CHANNEL: &str = "reviews_changed";
 /// How the listening connection shows in pg_stat_activity (operators and tests find it by this).
 pub const APPLICATION_NAME: &str = "reviews-api-listener";
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Listens for as long as the process runs, reconnecting by itself.
 pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
@@ -23,10 +24,12 @@ pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&cache, &url, timeout).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => log::warn!("cache listener: {e}; retrying in {backoff:?}"),
+            let e = listen(&cache, &url, timeout).await;
+            if cache.is_listening() {
+                // It was up: a fresh failure, so retry quickly again.
+                backoff = Duration::from_millis(100);
             }
+            log::warn!("cache listener: {e:#}; retrying in {backoff:?}");
             cache.set_listening(false);
             cache.invalidate_all();
             tokio::time::sleep(backoff).await;
@@ -35,13 +38,26 @@ pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
     });
 }
 
-/// One connection's life: returns when it ends.
-async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Result<()> {
+/// One connection's life: returns why it ended.
+async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Error {
+    match listen_once(cache, url, timeout).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn listen_once(
+    cache: &BodyCache,
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<std::convert::Infallible> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.connect_timeout(timeout);
     config.application_name(APPLICATION_NAME);
     // Keepalives notice a silently dead peer, which would otherwise look like a quiet channel.
     config.keepalives_idle(Duration::from_secs(5));
+    config.keepalives_interval(Duration::from_secs(1));
+    config.keepalives_retries(3);
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -66,13 +82,28 @@ async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Resu
     cache.invalidate_all();
     cache.set_listening(true);
     log::info!("cache listener: listening on {CHANNEL}");
-    while let Some(payload) = rx.recv().await {
-        match payload.parse::<i32>() {
-            Ok(product_id) => cache.invalidate_product(product_id),
-            Err(_) => cache.invalidate_all(),
+    // A silent connection looks like a quiet channel: ask the server something every second,
+    // so a frozen server or a black-holed path is noticed within `timeout` + 1 s rather than
+    // after the kernel's keepalive gives up minutes later.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let failure: anyhow::Error = loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                Some(payload) => match payload.parse::<i32>() {
+                    Ok(product_id) => cache.invalidate_product(product_id),
+                    Err(_) => cache.invalidate_all(),
+                },
+                None => break anyhow::anyhow!("connection closed"),
+            },
+            _ = heartbeat.tick() => {
+                match tokio::time::timeout(timeout, client.simple_query("")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break e.into(),
+                    Err(_) => break anyhow::anyhow!("server silent for {timeout:?}"),
+                }
+            }
         }
-    }
+    };
     driver.abort();
-    drop(client);
-    anyhow::bail!("connection closed")
+    Err(failure)
 }

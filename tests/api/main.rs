@@ -2,7 +2,11 @@
 //! PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres), starts the
 //! real application on port 0 and talks HTTP to it.
 
+mod cache;
 mod dataset;
 mod demo;
+mod faults;
 mod helpers;
+mod load;
 mod reads;
+mod writes;

@@ -157,6 +157,11 @@ async fn meta_of_every_product_matches_the_model() {
 #[tokio::test]
 async fn the_cache_serves_the_same_bytes() {
     let (_db, app, data) = loaded(true).await;
+    // Nothing is cached until the instance hears other instances' writes.
+    assert!(
+        app.wait_listening(true, std::time::Duration::from_secs(5))
+            .await
+    );
     for round in 0..2 {
         for product in [2, 3, 4] {
             assert_eq!(

@@ -1,0 +1,24 @@
+-- Load step 7: the swap, run by the loader inside ONE transaction with a short lock_timeout (it
+-- retries when readers hold the tables): either all of this happens or none of it. Dropping the
+-- served tables drops their identity sequences; the staging tables take their indexes,
+-- constraints and own identity sequences with them into public.
+DROP TABLE IF EXISTS public.reviews, public.reviews_photos, public.characteristics,
+                     public.characteristic_reviews, public.product_meta;
+
+ALTER TABLE reviews_load.reviews SET SCHEMA public;
+ALTER TABLE reviews_load.reviews_photos SET SCHEMA public;
+ALTER TABLE reviews_load.characteristics SET SCHEMA public;
+ALTER TABLE reviews_load.characteristic_reviews SET SCHEMA public;
+ALTER TABLE reviews_load.product_meta SET SCHEMA public;
+
+-- New rows written through the API get ids above the loaded ones (1 when a table is empty).
+SELECT setval(pg_get_serial_sequence('public.reviews', 'id'), coalesce(max(id), 0) + 1, false)
+  FROM public.reviews;
+SELECT setval(pg_get_serial_sequence('public.reviews_photos', 'id'), coalesce(max(id), 0) + 1, false)
+  FROM public.reviews_photos;
+SELECT setval(pg_get_serial_sequence('public.characteristics', 'id'), coalesce(max(id), 0) + 1, false)
+  FROM public.characteristics;
+SELECT setval(pg_get_serial_sequence('public.characteristic_reviews', 'id'), coalesce(max(id), 0) + 1, false)
+  FROM public.characteristic_reviews;
+
+DROP SCHEMA reviews_load CASCADE;

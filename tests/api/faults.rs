@@ -1,0 +1,124 @@
+//! A database fault is a fast 503, never a hang, and the service recovers by itself.
+//!
+//! The app reaches PostgreSQL through a TCP proxy the test controls: `Cut` drops every connection
+//! and refuses new ones (the database went away), `Hang` holds every byte and answers nothing (a
+//! black hole: a dead network path, a frozen server).
+
+use crate::helpers::{
+    post_review, seed_product, spawn_app, Proxy, ProxyMode, Reply, TestApp, TestDb,
+};
+use std::time::{Duration, Instant};
+
+const UNAVAILABLE: &str = "Error: service unavailable";
+/// api.md: answered within the configured timeout (1 s here), with room for a busy machine.
+const FAST: Duration = Duration::from_secs(3);
+const RECOVERY: Duration = Duration::from_secs(8);
+
+async fn app_behind(proxy: &Proxy, db: &TestDb) -> TestApp {
+    let mut settings = db.settings();
+    settings.database.url = proxy.url_for(&db.url);
+    settings.database.timeout_ms = 1000;
+    settings.cache.enabled = false;
+    spawn_app(settings).await
+}
+
+async fn timed(answer: impl std::future::Future<Output = Reply>) -> (Reply, Duration) {
+    let start = Instant::now();
+    let reply = answer.await;
+    (reply, start.elapsed())
+}
+
+fn assert_fast_503(what: &str, (reply, took): (Reply, Duration)) {
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, UNAVAILABLE),
+        "{what} while the database is unreachable"
+    );
+    assert!(
+        reply.content_type.starts_with("text/plain"),
+        "{what}: {}",
+        reply.content_type
+    );
+    assert!(took < FAST, "{what} took {took:?}");
+}
+
+/// Polls until /health and `list` answer 200 again; returns how long that took.
+async fn recovers(app: &TestApp, list: &str) -> Duration {
+    let start = Instant::now();
+    let ok = crate::helpers::poll(RECOVERY, Duration::from_millis(100), || async {
+        app.get_reply("/health").await.status == 200 && app.get_reply(list).await.status == 200
+    })
+    .await;
+    assert!(ok, "no recovery within {RECOVERY:?}");
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_database_is_a_fast_503_and_the_service_recovers() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let product = seed_product(&client, 100, &["Fit"]).await;
+    let proxy = Proxy::start().await;
+    let app = app_behind(&proxy, &db).await;
+    let review = post_review(&app, &product, 4, true, &[4]).await;
+    let list = "/reviews?product_id=100";
+    let health = app.get_reply("/health").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let before = app.get_ok(list).await;
+    let meta = app.get_ok("/reviews/meta?product_id=100").await;
+
+    proxy.set(ProxyMode::Cut);
+    assert_fast_503("/health", timed(app.get_reply("/health")).await);
+    assert_fast_503("list", timed(app.get_reply(list)).await);
+    assert_fast_503("meta", timed(app.get_reply("/reviews/100/meta")).await);
+    let body = crate::helpers::review_body(&product, 1, false, &[1]);
+    assert_fast_503("POST", timed(app.post_json("/reviews", &body)).await);
+    let helpful = format!("/reviews/{}/helpful", review.review_id);
+    assert_fast_503("helpful", timed(app.put(&helpful)).await);
+    // Still fast after the pool has been emptied by the failures.
+    assert_fast_503("/health again", timed(app.get_reply("/health")).await);
+
+    proxy.set(ProxyMode::Forward);
+    recovers(&app, list).await;
+    assert_eq!(
+        app.get_ok(list).await,
+        before,
+        "nothing was written during the cut"
+    );
+    assert_eq!(app.get_ok("/reviews/meta?product_id=100").await, meta);
+    // Writes work again too.
+    post_review(&app, &product, 2, false, &[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_database_is_a_fast_503_not_a_hang() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let product = seed_product(&client, 101, &["Fit"]).await;
+    let proxy = Proxy::start().await;
+    let app = app_behind(&proxy, &db).await;
+    post_review(&app, &product, 4, true, &[4]).await;
+    let list = "/reviews?product_id=101";
+    assert_eq!(app.get_reply("/health").await.status, 200);
+    let before = app.get_ok(list).await;
+
+    proxy.set(ProxyMode::Hang);
+    assert_fast_503("/health", timed(app.get_reply("/health")).await);
+    assert_fast_503("list", timed(app.get_reply(list)).await);
+    // Several at once: pooled connections stalled mid-query and new ones never answered.
+    let many = futures_util::future::join_all((0..4).map(|i| {
+        let app = &app;
+        async move {
+            let path = if i % 2 == 0 { "/health" } else { list };
+            timed(app.get_reply(path)).await
+        }
+    }))
+    .await;
+    for outcome in many {
+        assert_fast_503("concurrent read", outcome);
+    }
+
+    proxy.set(ProxyMode::Forward);
+    recovers(&app, list).await;
+    assert_eq!(app.get_ok(list).await, before);
+}

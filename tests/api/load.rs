@@ -1,0 +1,848 @@
+//! `reviews-api load`: a small dataset with every kind of bad row dataset.md names, loaded into a
+//! real database. The expected rejects, rows and meta counters are computed here from the rows
+//! the test wrote, not copied from a run.
+
+use crate::helpers::{csv_quote, read_rejects, spawn_app, temp_dir, TestDb};
+use reviews_api::etl::load::{self, LoadArgs, LoadReport};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Review {
+    id: i32,
+    product_id: i32,
+    rating: i16,
+    date_ms: i64,
+    summary: String,
+    body: String,
+    recommend: bool,
+    reported: bool,
+    reviewer_name: String,
+    reviewer_email: String,
+    response: Option<String>,
+    helpfulness: i32,
+}
+
+impl Review {
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.id,
+            self.product_id,
+            self.rating,
+            self.date_ms,
+            csv_quote(&self.summary),
+            csv_quote(&self.body),
+            self.recommend,
+            self.reported,
+            csv_quote(&self.reviewer_name),
+            csv_quote(&self.reviewer_email),
+            self.response
+                .as_deref()
+                .map(csv_quote)
+                .unwrap_or_else(|| "null".into()),
+            self.helpfulness
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn review(
+    id: i32,
+    product_id: i32,
+    rating: i16,
+    summary: &str,
+    body: &str,
+    recommend: bool,
+    reported: bool,
+    response: Option<&str>,
+    helpfulness: i32,
+) -> Review {
+    Review {
+        id,
+        product_id,
+        rating,
+        date_ms: 1_596_080_481_467 + i64::from(id) * 86_400_123,
+        summary: summary.into(),
+        body: body.into(),
+        recommend,
+        reported,
+        reviewer_name: format!("reviewer {id}"),
+        reviewer_email: format!("r{id}@example.com"),
+        response: response.map(Into::into),
+        helpfulness,
+    }
+}
+
+/// One CSV file being written: good rows are kept for the expectations, bad rows remember the
+/// line they start on and a piece of the reason the loader must give.
+struct File<T> {
+    name: &'static str,
+    text: String,
+    line: u64,
+    good: Vec<T>,
+    bad: Vec<(u64, &'static str, String)>,
+    crlf: bool,
+}
+
+impl<T> File<T> {
+    fn new(name: &'static str, header: &str, crlf: bool) -> File<T> {
+        let mut file = File {
+            name,
+            text: String::new(),
+            line: 1,
+            good: Vec::new(),
+            bad: Vec::new(),
+            crlf,
+        };
+        file.push_line(header);
+        file
+    }
+
+    fn push_line(&mut self, line: &str) -> u64 {
+        let start = self.line;
+        self.text.push_str(line);
+        self.text.push_str(if self.crlf { "\r\n" } else { "\n" });
+        self.line += 1 + line.matches('\n').count() as u64;
+        start
+    }
+
+    fn good(&mut self, row: T, line: &str) {
+        self.push_line(line);
+        self.good.push(row);
+    }
+
+    fn bad(&mut self, line: &str, reason: &'static str) {
+        let at = self.push_line(line);
+        self.bad.push((at, reason, line.to_string()));
+    }
+
+    fn write(&self, dir: &Path) {
+        std::fs::write(dir.join(self.name), &self.text).unwrap();
+    }
+}
+
+struct Dataset {
+    characteristics: File<(i32, i32, String)>,
+    reviews: File<Review>,
+    photos: File<(i32, i32, String)>,
+    values: File<(i32, i32, i32, i16)>,
+}
+
+/// Every bad-row kind of dataset.md, and the awkward text of real exports.
+fn dirty_dataset() -> Dataset {
+    let mut c = File::new("characteristics.csv", "id,product_id,name", false);
+    for (id, product, name) in [(2, 1, "Length"), (1, 1, "Fit"), (3, 2, "Quality")] {
+        c.good(
+            (id, product, name.to_string()),
+            &format!("{id},{product},\"{name}\""),
+        );
+    }
+    c.bad("3,9,\"Quality again\"", "duplicate id 3");
+    c.bad("x1,1,\"Size\"", "id: not a positive 32-bit integer");
+    c.bad(
+        "5,abc,\"Size\"",
+        "product_id: not a positive 32-bit integer",
+    );
+    c.bad("6,3", "wrong number of fields: 2 instead of 3");
+    c.bad("0,3,\"Zero\"", "id: not a positive 32-bit integer");
+    c.bad(
+        "2147483648,3,\"Too big\"",
+        "id: not a positive 32-bit integer",
+    );
+    // Unquoted text is text too, and a characteristic nobody rated still counts.
+    c.good((7, 2, "Comfort".into()), "7,2,Comfort");
+    c.good((4, 3, "Width".into()), "4,3,\"Width\"");
+
+    let mut r = File::new(
+        "reviews.csv",
+        "id,product_id,rating,date,summary,body,recommend,reported,reviewer_name,reviewer_email,response,helpfulness",
+        false,
+    );
+    let good = [
+        // Out of id order; quotes, doubled quotes, commas, newlines, Unicode.
+        review(
+            2,
+            1,
+            4,
+            "Summary, with a comma",
+            "Body with \"doubled\" quotes,\nand a newline\r\nand CRLF",
+            true,
+            false,
+            None,
+            3,
+        ),
+        review(
+            1,
+            1,
+            5,
+            "Ünïcödé 😀 日本語",
+            "It's great, isn't it? \"Yes\".",
+            false,
+            false,
+            Some("null"),
+            8,
+        ),
+        review(
+            3,
+            1,
+            2,
+            "Reported one",
+            "Hidden",
+            true,
+            true,
+            Some("Thanks, \"friend\""),
+            0,
+        ),
+        review(4, 2, 3, "Other product", "b", true, false, None, 1),
+        review(11, 4, 1, "", "", false, false, Some(""), 0),
+        review(14, 2, 5, "s", "b", false, false, None, 2),
+        review(15, 1, 1, "s", "b", true, false, None, 2_000_000_000),
+        review(16, 2, 2, "reported too", "b", false, true, None, 0),
+    ];
+    for g in &good[..4] {
+        r.good(g.clone(), &g.csv());
+    }
+    let base = "1596080481470,\"s\",\"b\",true,false,\"n\",\"e\",null,0";
+    r.bad(
+        &format!("5,1,7,{base}"),
+        "rating: not an integer from 1 to 5",
+    );
+    r.bad(
+        &format!("17,1,0,{base}"),
+        "rating: not an integer from 1 to 5",
+    );
+    r.bad(
+        "6,1,3,notadate,\"s\",\"b\",true,false,\"n\",\"e\",null,0",
+        "date: not epoch milliseconds",
+    );
+    r.bad(
+        "7,1,3,1596080481470,\"s\",\"b\",yes,false,\"n\",\"e\",null,0",
+        "recommend: not true or false",
+    );
+    r.bad(
+        "18,1,3,1596080481470,\"s\",\"b\",true,1,\"n\",\"e\",null,0",
+        "reported: not true or false",
+    );
+    r.bad(&format!("2,1,1,{base}"), "duplicate id 2");
+    r.bad(
+        "8,1,3,1596080481470,\"s\",\"b\",true,false,\"n\",\"e\",null",
+        "wrong number of fields: 11 instead of 12",
+    );
+    r.bad(
+        &format!("abc,1,3,{base}"),
+        "id: not a positive 32-bit integer",
+    );
+    r.bad(
+        &format!("19,p1,3,{base}"),
+        "product_id: not a positive 32-bit integer",
+    );
+    r.bad(
+        "9,1,3,253402300800000,\"s\",\"b\",true,false,\"n\",\"e\",null,0",
+        "date: not epoch milliseconds",
+    );
+    r.bad(
+        "13,1,3,-5,\"s\",\"b\",true,false,\"n\",\"e\",null,0",
+        "date: not epoch milliseconds",
+    );
+    r.bad(
+        "10,1,3,1596080481470,\"s\",\"nul \0 byte\",true,false,\"n\",\"e\",null,0",
+        "NUL byte",
+    );
+    r.bad(
+        "12,1,3,1596080481470,\"s\"x,\"b\",true,false,\"n\",\"e\",null,0",
+        "malformed quoting",
+    );
+    r.bad(
+        "20,1,3,1596080481470,\"s\",\"b\",true,false,\"n\",\"e\",null,1.5",
+        "helpfulness: not a 32-bit integer",
+    );
+    r.bad("", "wrong number of fields: 1 instead of 12");
+    for g in &good[4..] {
+        r.good(g.clone(), &g.csv());
+    }
+
+    // CRLF line endings, photos out of id order.
+    let mut p = File::new("reviews_photos.csv", "id,review_id,url", true);
+    for (id, review, url) in [
+        (8, 1, "https://example.com/b.jpg?x=1&y=2,3"),
+        (7, 1, "https://example.com/a \"quoted\".jpg"),
+        (11, 2, "https://example.com/c.jpg"),
+    ] {
+        p.good(
+            (id, review, url.to_string()),
+            &format!("{id},{review},{}", csv_quote(url)),
+        );
+    }
+    p.bad(
+        "9,5,\"https://example.com/of-a-rejected-review.jpg\"",
+        "review 5 does not exist",
+    );
+    p.bad(
+        "10,999,\"https://example.com/missing.jpg\"",
+        "review 999 does not exist",
+    );
+    p.bad("7,2,\"https://example.com/dup.jpg\"", "duplicate id 7");
+    p.bad("12,x,\"u\"", "review_id: not a positive 32-bit integer");
+    p.good((13, 16, "u".into()), "13,16,u");
+
+    let mut v = File::new(
+        "characteristic_reviews.csv",
+        "id,characteristic_id,review_id,value",
+        false,
+    );
+    for (id, ch, rv, val) in [
+        (1, 1, 1, 5),
+        (2, 2, 1, 4),
+        (4, 2, 2, 2),
+        (3, 1, 2, 3),
+        (5, 1, 3, 1),
+        (6, 2, 3, 1),
+        (7, 3, 4, 4),
+        (9, 3, 14, 2),
+        (15, 7, 16, 1),
+        (16, 1, 15, 5),
+    ] {
+        v.good((id, ch, rv, val), &format!("{id},{ch},{rv},{val}"));
+    }
+    v.bad(
+        "8,1,4,3",
+        "characteristic 1 is of product 1 but review 4 is of product 2",
+    );
+    v.bad("10,6,4,3", "characteristic 6 does not exist");
+    v.bad("11,1,5,3", "review 5 does not exist");
+    v.bad("12,1,1,0", "value: not an integer from 1 to 5");
+    v.bad("1,2,2,5", "duplicate id 1");
+    v.bad(
+        "13,x,1,3",
+        "characteristic_id: not a positive 32-bit integer",
+    );
+    v.bad("14,3,4", "wrong number of fields: 3 instead of 4");
+
+    Dataset {
+        characteristics: c,
+        reviews: r,
+        photos: p,
+        values: v,
+    }
+}
+
+impl Dataset {
+    fn write(&self, dir: &Path) {
+        self.characteristics.write(dir);
+        self.reviews.write(dir);
+        self.photos.write(dir);
+        self.values.write(dir);
+    }
+
+    fn counts(&self) -> Vec<(&'static str, u64, u64)> {
+        vec![
+            (
+                self.characteristics.name,
+                self.characteristics.good.len() as u64,
+                self.characteristics.bad.len() as u64,
+            ),
+            (
+                self.reviews.name,
+                self.reviews.good.len() as u64,
+                self.reviews.bad.len() as u64,
+            ),
+            (
+                self.photos.name,
+                self.photos.good.len() as u64,
+                self.photos.bad.len() as u64,
+            ),
+            (
+                self.values.name,
+                self.values.good.len() as u64,
+                self.values.bad.len() as u64,
+            ),
+        ]
+    }
+
+    fn bad_rows(&self) -> Vec<(&'static str, u64, &'static str, String)> {
+        let mut all = Vec::new();
+        let mut add = |name: &'static str, bad: &[(u64, &'static str, String)]| {
+            all.extend(bad.iter().map(|(l, r, t)| (name, *l, *r, t.clone())));
+        };
+        add(self.characteristics.name, &self.characteristics.bad);
+        add(self.reviews.name, &self.reviews.bad);
+        add(self.photos.name, &self.photos.bad);
+        add(self.values.name, &self.values.bad);
+        all
+    }
+
+    /// The photos JSON of a review as api.md shows it: by photo id, no spaces.
+    fn photos_json(&self, review_id: i32) -> String {
+        let mut photos: Vec<_> = self
+            .photos
+            .good
+            .iter()
+            .filter(|p| p.1 == review_id)
+            .collect();
+        photos.sort_by_key(|p| p.0);
+        let items: Vec<String> = photos
+            .iter()
+            .map(|p| {
+                format!(
+                    "{{\"id\":{},\"url\":{}}}",
+                    p.0,
+                    serde_json::to_string(&p.2).unwrap()
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// product_meta as the test understands dataset.md: reported reviews count nowhere.
+    fn meta(&self) -> BTreeMap<i32, Meta> {
+        let mut metas: BTreeMap<i32, Meta> = BTreeMap::new();
+        let mut chars = self.characteristics.good.clone();
+        chars.sort();
+        for (id, product, name) in &chars {
+            let m = metas.entry(*product).or_default();
+            m.char_ids.push(*id);
+            m.char_names.push(name.clone());
+            m.char_sums.push(0);
+            m.char_counts.push(0);
+        }
+        for r in self.reviews.good.iter().filter(|r| !r.reported) {
+            let m = metas.entry(r.product_id).or_default();
+            m.ratings[r.rating as usize - 1] += 1;
+            m.recommended[usize::from(r.recommend)] += 1;
+        }
+        for (_, ch, rv, val) in &self.values.good {
+            let review = self.reviews.good.iter().find(|r| r.id == *rv).unwrap();
+            if review.reported {
+                continue;
+            }
+            let m = metas.get_mut(&review.product_id).unwrap();
+            let at = m.char_ids.iter().position(|c| c == ch).unwrap();
+            m.char_sums[at] += i64::from(*val);
+            m.char_counts[at] += 1;
+        }
+        metas
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Meta {
+    ratings: [i32; 5],
+    recommended: [i32; 2],
+    char_ids: Vec<i32>,
+    char_names: Vec<String>,
+    char_sums: Vec<i64>,
+    char_counts: Vec<i32>,
+}
+
+async fn load_from(db: &TestDb, dir: &Path) -> anyhow::Result<LoadReport> {
+    let args = LoadArgs {
+        dir: dir.to_path_buf(),
+        rejects: Some(dir.join("rejects.csv")),
+    };
+    load::run(&db.settings(), &args).await
+}
+
+fn dataset_dir(name: &str, data: &Dataset) -> PathBuf {
+    let dir = temp_dir(name);
+    data.write(&dir);
+    dir
+}
+
+async fn reviews_in(client: &tokio_postgres::Client) -> Vec<Review> {
+    client
+        .query(
+            "SELECT id, product_id, rating, date_ms, summary, body, recommend, reported, \
+             reviewer_name, reviewer_email, response, helpfulness FROM reviews ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| Review {
+            id: row.get(0),
+            product_id: row.get(1),
+            rating: row.get(2),
+            date_ms: row.get(3),
+            summary: row.get(4),
+            body: row.get(5),
+            recommend: row.get(6),
+            reported: row.get(7),
+            reviewer_name: row.get(8),
+            reviewer_email: row.get(9),
+            response: row.get(10),
+            helpfulness: row.get(11),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn load_keeps_exactly_the_good_rows_and_reports_every_bad_one() {
+    // Arrange
+    let db = TestDb::new().await;
+    let data = dirty_dataset();
+    let dir = dataset_dir("dirty", &data);
+    // A product.csv belongs to another service and must be ignored, even when it is garbage.
+    std::fs::write(dir.join("product.csv"), "not,a\n\"valid file").unwrap();
+
+    // Act
+    let report = load_from(&db, &dir)
+        .await
+        .expect("load succeeds despite bad rows");
+
+    // Assert: counts per file
+    let counts: Vec<_> = report
+        .files
+        .iter()
+        .map(|f| (f.file, f.loaded, f.rejected))
+        .collect();
+    assert_eq!(counts, data.counts());
+    assert_eq!(report.rejects_path, dir.join("rejects.csv"));
+
+    // Every bad row is in the rejects file with its line, a reason and its original text.
+    let rejects = read_rejects(&report.rejects_path);
+    let expected = data.bad_rows();
+    assert_eq!(rejects.len(), expected.len(), "rejects: {rejects:#?}");
+    for (file, line, reason, text) in &expected {
+        let found = rejects
+            .iter()
+            .find(|r| r.0 == *file && r.1 == *line)
+            .unwrap_or_else(|| panic!("{file} line {line} is not in the rejects: {rejects:#?}"));
+        assert!(
+            found.2.contains(reason),
+            "{file}:{line}: reason {:?} lacks {reason:?}",
+            found.2
+        );
+        assert_eq!(found.3, text.as_bytes(), "{file}:{line}: row text");
+    }
+
+    // The database holds exactly the good rows, text byte for byte, NULL apart from 'null'.
+    let client = db.client().await;
+    let mut want = data.reviews.good.clone();
+    want.sort_by_key(|r| r.id);
+    assert_eq!(reviews_in(&client).await, want);
+    let null_response: Option<String> = client
+        .query_one("SELECT response FROM reviews WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(null_response, None);
+    let text_null: Option<String> = client
+        .query_one("SELECT response FROM reviews WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(text_null.as_deref(), Some("null"));
+
+    let rows = client
+        .query(
+            "SELECT id, product_id, name FROM characteristics ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i32, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut want = data.characteristics.good.clone();
+    want.sort();
+    assert_eq!(got, want);
+
+    let rows = client
+        .query(
+            "SELECT id, review_id, url FROM reviews_photos ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i32, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut want = data.photos.good.clone();
+    want.sort();
+    assert_eq!(got, want);
+
+    let rows = client
+        .query(
+            "SELECT id, characteristic_id, review_id, value FROM characteristic_reviews ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i32, i32, i16)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let mut want = data.values.good.clone();
+    want.sort();
+    assert_eq!(got, want);
+
+    // Each review's photos column, and the document built from it.
+    for r in &data.reviews.good {
+        let row = client
+            .query_one("SELECT photos, doc FROM reviews WHERE id = $1", &[&r.id])
+            .await
+            .unwrap();
+        let photos: String = row.get(0);
+        assert_eq!(photos, data.photos_json(r.id), "photos of review {}", r.id);
+        let doc: serde_json::Value = serde_json::from_str(row.get(1)).unwrap();
+        assert_eq!(doc["body"], r.body.as_str());
+        assert_eq!(
+            doc["photos"],
+            serde_json::from_str::<serde_json::Value>(&photos).unwrap()
+        );
+    }
+    assert!(
+        data.photos_json(1).starts_with("[{\"id\":7,"),
+        "the test covers photo order"
+    );
+
+    // product_meta, computed above from the good rows only.
+    let rows = client
+        .query(
+            "SELECT product_id, ratings, recommended, char_ids, char_names, char_sums, char_counts \
+             FROM product_meta ORDER BY product_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: BTreeMap<i32, Meta> = rows
+        .iter()
+        .map(|row| {
+            let ratings: Vec<i32> = row.get(1);
+            let recommended: Vec<i32> = row.get(2);
+            (
+                row.get(0),
+                Meta {
+                    ratings: ratings.try_into().unwrap(),
+                    recommended: recommended.try_into().unwrap(),
+                    char_ids: row.get(3),
+                    char_names: row.get(4),
+                    char_sums: row.get(5),
+                    char_counts: row.get(6),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(got, data.meta());
+
+    // The served meta shows the same counters (reported reviews excluded).
+    let app = spawn_app(db.settings()).await;
+    let meta: serde_json::Value = app
+        .get("/reviews/meta?product_id=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let want = &data.meta()[&1];
+    for (i, n) in want.ratings.iter().enumerate().filter(|(_, n)| **n > 0) {
+        assert_eq!(meta["ratings"][(i + 1).to_string()], n.to_string());
+    }
+    assert_eq!(meta["recommended"]["true"], want.recommended[1].to_string());
+
+    // New rows get ids above the loaded ones.
+    let max = max_id(&client, "reviews").await;
+    let id: i32 = client
+        .query_one(
+            "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, reviewer_name, \
+             reviewer_email) VALUES (1, 5, 0, 'b', true, 'n', 'e') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, max + 1);
+    assert_eq!(max, data.reviews.good.iter().map(|r| r.id).max().unwrap());
+    for (table, insert) in [
+        ("reviews_photos", "INSERT INTO reviews_photos (review_id, url) VALUES (1, 'u') RETURNING id"),
+        ("characteristics", "INSERT INTO characteristics (product_id, name) VALUES (1, 'n') RETURNING id"),
+        (
+            "characteristic_reviews",
+            "INSERT INTO characteristic_reviews (characteristic_id, review_id, value) VALUES (1, 1, 1) RETURNING id",
+        ),
+    ] {
+        let max = max_id(&client, table).await;
+        let id: i32 = client.query_one(insert, &[]).await.unwrap().get(0);
+        assert_eq!(id, max + 1, "{table}");
+    }
+
+    // No staging is left behind.
+    let staging: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'reviews_load'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staging, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A clean dataset of `n` reviews over a few products, distinct from the dirty one.
+fn clean_dataset(n: i32, tag: &str) -> Dataset {
+    let mut c = File::new("characteristics.csv", "id,product_id,name", false);
+    for p in 1..=3 {
+        c.good((p, p, "Fit".into()), &format!("{p},{p},\"Fit\""));
+    }
+    let mut r = File::new(
+        "reviews.csv",
+        "id,product_id,rating,date,summary,body,recommend,reported,reviewer_name,reviewer_email,response,helpfulness",
+        false,
+    );
+    let mut v = File::new(
+        "characteristic_reviews.csv",
+        "id,characteristic_id,review_id,value",
+        false,
+    );
+    for id in 1..=n {
+        let product = id % 3 + 1;
+        let g = review(
+            id,
+            product,
+            (id % 5 + 1) as i16,
+            tag,
+            tag,
+            id % 2 == 0,
+            id % 7 == 0,
+            None,
+            id,
+        );
+        r.good(g.clone(), &g.csv());
+        v.good(
+            (id, product, id, (id % 5 + 1) as i16),
+            &format!("{id},{product},{id},{}", id % 5 + 1),
+        );
+    }
+    let mut p = File::new("reviews_photos.csv", "id,review_id,url", false);
+    p.good((1, 1, tag.into()), &format!("1,1,{}", csv_quote(tag)));
+    Dataset {
+        characteristics: c,
+        reviews: r,
+        photos: p,
+        values: v,
+    }
+}
+
+#[tokio::test]
+async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
+    // Arrange: a first load.
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let first = clean_dataset(40, "first");
+    let first_dir = dataset_dir("first", &first);
+    load_from(&db, &first_dir).await.expect("first load");
+    let snapshot = || async {
+        let row = (&client)
+            .query_one(
+                "SELECT (SELECT md5(string_agg(doc, '|' ORDER BY id)) FROM reviews), \
+                        (SELECT md5(string_agg(doc, '|' ORDER BY product_id)) FROM product_meta), \
+                        (SELECT count(*) FROM characteristic_reviews)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2),
+        )
+    };
+    let before = snapshot().await;
+    assert_eq!(before.2, 40);
+
+    // Act + Assert: a missing file fails before anything changes.
+    let broken = dataset_dir("missing", &clean_dataset(10, "broken"));
+    std::fs::remove_file(broken.join("reviews_photos.csv")).unwrap();
+    let err = load_from(&db, &broken)
+        .await
+        .expect_err("a missing file is an error");
+    assert!(format!("{err:#}").contains("reviews_photos.csv"), "{err:#}");
+    assert_eq!(snapshot().await, before);
+
+    // A wrong header too.
+    let bad_header = dataset_dir("header", &clean_dataset(10, "header"));
+    std::fs::write(
+        bad_header.join("characteristics.csv"),
+        "id,product,name\n1,1,\"Fit\"\n",
+    )
+    .unwrap();
+    let err = load_from(&db, &bad_header)
+        .await
+        .expect_err("a wrong header is an error");
+    assert!(format!("{err:#}").contains("wrong header"), "{err:#}");
+    assert_eq!(snapshot().await, before);
+
+    // A failure at the very last step (the swap cannot drop a table a view depends on) rolls
+    // everything back: still the first load, and no staging left behind.
+    client
+        .batch_execute("CREATE VIEW pinned AS SELECT id FROM reviews")
+        .await
+        .unwrap();
+    let err = load_from(&db, &bad_header_fixed(&bad_header))
+        .await
+        .expect_err("swap fails");
+    assert!(format!("{err:#}").contains("swap"), "{err:#}");
+    assert_eq!(snapshot().await, before);
+    let staging: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'reviews_load'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staging, 0);
+    client.batch_execute("DROP VIEW pinned").await.unwrap();
+
+    // A second successful load replaces the first entirely.
+    let second = clean_dataset(25, "second");
+    let second_dir = dataset_dir("second", &second);
+    let report = load_from(&db, &second_dir).await.expect("second load");
+    assert_eq!(report.file("reviews.csv").unwrap().loaded, 25);
+    assert_eq!(reviews_in(&client).await, second.reviews.good);
+    let photos: Vec<String> = client
+        .query("SELECT url FROM reviews_photos", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(photos, vec!["second".to_string()]);
+    let values: i64 = client
+        .query_one("SELECT count(*) FROM characteristic_reviews", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(values, 25);
+    let id: i32 = client
+        .query_one(
+            "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, reviewer_name, \
+             reviewer_email) VALUES (1, 5, 0, 'b', true, 'n', 'e') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 26);
+
+    for dir in [first_dir, broken, bad_header, second_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The directory again with a correct characteristics.csv.
+fn bad_header_fixed(dir: &Path) -> PathBuf {
+    clean_dataset(10, "header").characteristics.write(dir);
+    dir.to_path_buf()
+}
+
+async fn max_id(client: &tokio_postgres::Client, table: &str) -> i32 {
+    client
+        .query_one(&format!("SELECT max(id) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
