@@ -1,0 +1,10 @@
+-- GET /reviews?product_id=R&sort=relevant[&count=C], R uniform in [lo, hi].
+-- Scenarios list-random (last 10% of ids), list-hot (10 ids) and list-large (count=1000).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "common.lua")
+
+function request()
+  local path = "/reviews?product_id=" .. random_id() .. "&sort=relevant"
+  if params.count then path = path .. "&count=" .. params.count end
+  return wrk.format("GET", path)
+end

@@ -1,0 +1,7 @@
+-- The original load test's route: GET /reviews/R/meta, R uniform in [lo, hi] (1..100000).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "common.lua")
+
+function request()
+  return wrk.format("GET", "/reviews/" .. random_id() .. "/meta")
+end
