@@ -30,12 +30,20 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: usize,
+    pub read_lanes: usize,
     pub timeout_ms: u64,
 }
 
 impl DatabaseSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The read lanes each of `workers` HTTP workers gets: `read_lanes`, or fewer when the pool
+    /// could not otherwise keep a connection for writes.
+    pub fn read_lanes_per_worker(&self, workers: usize) -> usize {
+        self.read_lanes
+            .min(self.pool_size.saturating_sub(1) / workers.max(1))
     }
 }
 
@@ -101,5 +109,29 @@ impl Settings {
             .parse::<tokio_postgres::Config>()
             .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn read_lanes_leave_the_pool_a_connection_for_writes() {
+        let mut db = Settings::defaults().database;
+        db.read_lanes = 2;
+        db.pool_size = 16;
+        assert_eq!(db.read_lanes_per_worker(2), 2);
+        assert_eq!(db.read_lanes_per_worker(8), 1, "8 × 2 would take all 16");
+        assert_eq!(
+            db.read_lanes_per_worker(16),
+            0,
+            "reads then borrow like writes"
+        );
+        db.pool_size = 1;
+        assert_eq!(db.read_lanes_per_worker(1), 0);
+        db.read_lanes = 0;
+        db.pool_size = 16;
+        assert_eq!(db.read_lanes_per_worker(2), 0);
     }
 }

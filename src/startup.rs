@@ -1,7 +1,8 @@
 //! Builds the application once: the pool, the schema, the shared state, the listener.
 //!
 //! Shared state is made here, outside `HttpServer::new`, and cloned into each worker: state made
-//! inside that closure would be per worker (one pool per thread, one cache per thread).
+//! inside that closure would be per worker (one pool per thread, one cache per thread). The one
+//! exception is deliberate: each worker's read lanes (`AppState::for_worker`).
 
 use crate::cache::{self, BodyCache};
 use crate::config::Settings;
@@ -39,18 +40,27 @@ impl Application {
             settings.database.url.clone(),
             settings.database.timeout(),
         );
-        let state = web::Data::new(AppState::new(pool, cache, &settings));
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let read_lanes = settings.database.read_lanes_per_worker(workers);
+        if read_lanes < settings.database.read_lanes {
+            log::warn!(
+                "database.pool_size {} is too small for {workers} workers with database.read_lanes \
+                 {} and a connection for writes: {read_lanes} read lanes per worker",
+                settings.database.pool_size,
+                settings.database.read_lanes
+            );
+        }
+        let state = Arc::new(AppState::new(pool, cache, &settings, read_lanes));
         let responses = state.responses.clone();
         let server = HttpServer::new(move || {
             let responses = responses.clone();
             App::new()
-                .app_data(state.clone())
+                .app_data(web::Data::new(state.for_worker()))
                 .wrap_fn(move |req, srv| {
                     let responses = responses.clone();
                     let response = srv.call(req);

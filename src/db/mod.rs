@@ -3,6 +3,10 @@
 //! Every statement the service runs is a file in `sql/`, named once in [`sql`], and prepared once
 //! per connection (`prepare_cached`): a request never pays for parsing or planning.
 
+mod shared;
+
+pub use shared::SharedReads;
+
 use crate::config::DatabaseSettings;
 use crate::error::{ApiError, DbFault};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -120,17 +124,34 @@ pub async fn query_opt(
     .unwrap_or(Err(ApiError::Unavailable(DbFault::Timeout)))
 }
 
-/// Runs a read statement that always returns one row of one text column: a finished JSON
-/// document, handed to the client as it is.
-pub async fn fetch_text(
-    pool: &Pool,
+/// Runs a read statement that returns one row of one text column, a finished JSON document
+/// handed to the client as it is, on a connection shared with other reads ([`SharedReads`]).
+/// Bounded by `timeout` like [`query_opt`].
+pub async fn read_text(
+    reads: &SharedReads,
     timeout: Duration,
     statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<String, ApiError> {
-    match query_opt(pool, timeout, statement, params).await? {
-        Some(row) => Ok(row.try_get(0)?),
-        None => Err(ApiError::Unavailable(DbFault::NoRow)),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let client = tokio::time::timeout_at(deadline, reads.client())
+        .await
+        .map_err(|_| DbFault::Timeout)??;
+    let answer = tokio::time::timeout_at(deadline, async {
+        let prepared = client
+            .prepare_typed_cached(statement.sql, statement.params)
+            .await?;
+        client.query_opt(&prepared, params).await
+    })
+    .await;
+    match answer {
+        Ok(Ok(Some(row))) => Ok(row.try_get(0)?),
+        Ok(Ok(None)) => Err(DbFault::NoRow.into()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => {
+            reads.retire(client);
+            Err(DbFault::Timeout.into())
+        }
     }
 }
 

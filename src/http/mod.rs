@@ -22,9 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 
-/// What every handler shares; built once in `startup` and cloned into each worker.
+/// What the handlers of one HTTP worker use: everything but `reads` is shared by all workers,
+/// built once in `startup`; see [`AppState::for_worker`].
 pub struct AppState {
     pub pool: Pool,
+    pub reads: db::SharedReads,
+    read_lanes: usize,
     pub timeout: Duration,
     pub cache: Arc<BodyCache>,
     pub responses: Arc<metrics::Responses>,
@@ -33,8 +36,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: Pool, cache: Arc<BodyCache>, settings: &Settings) -> AppState {
+    /// `read_lanes`: per worker, see [`crate::config::DatabaseSettings::read_lanes_per_worker`].
+    pub fn new(
+        pool: Pool,
+        cache: Arc<BodyCache>,
+        settings: &Settings,
+        read_lanes: usize,
+    ) -> AppState {
         AppState {
+            reads: db::SharedReads::new(pool.clone(), read_lanes),
+            read_lanes,
             pool,
             timeout: settings.database.timeout(),
             cache,
@@ -43,6 +54,20 @@ impl AppState {
                 .server
                 .bench_routes
                 .then(|| Bytes::from(vec![b' '; bench::MAX_BYTES])),
+        }
+    }
+
+    /// The state of one more worker: the same pool, cache and counters, and read lanes of its
+    /// own, whose connections are opened by (and so run on the thread of) that worker.
+    pub fn for_worker(&self) -> AppState {
+        AppState {
+            pool: self.pool.clone(),
+            reads: db::SharedReads::new(self.pool.clone(), self.read_lanes),
+            read_lanes: self.read_lanes,
+            timeout: self.timeout,
+            cache: self.cache.clone(),
+            responses: self.responses.clone(),
+            bench_body: self.bench_body.clone(),
         }
     }
 
@@ -56,7 +81,7 @@ impl AppState {
         let body = self
             .cache
             .get_or_load(doc, || async {
-                db::fetch_text(&self.pool, self.timeout, statement, params)
+                db::read_text(&self.reads, self.timeout, statement, params)
                     .await
                     .map(Bytes::from)
             })

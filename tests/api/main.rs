@@ -9,4 +9,5 @@ mod faults;
 mod helpers;
 mod load;
 mod reads;
+mod shared_reads;
 mod writes;
