@@ -373,20 +373,15 @@ async fn stage_and_swap(
             .await?;
         copied.borrow_mut().push((Table::Reviews, rows));
         if !ended {
-            let (rows, _) = timeline
-                .time(
-                    "copy reviews (shared)",
-                    copy_table(
-                        reviews_conn,
-                        Table::Reviews,
-                        Mode::Shared,
-                        &reviews_input,
-                        None,
-                        &reviews_ended,
-                    ),
-                )
-                .await?;
-            copied.borrow_mut().push((Table::Reviews, rows));
+            copy_shared_reviews(
+                reviews_conn,
+                "copy reviews (shared)",
+                &reviews_input,
+                &reviews_ended,
+                timeline,
+                &copied,
+            )
+            .await?;
         }
         timeline
             .time("index reviews", take_jobs(reviews_conn, &reviews_jobs))
@@ -446,20 +441,15 @@ async fn stage_and_swap(
             .await?;
         let _ = free_tx.send(true);
         if !reviews_ended.get() {
-            let (rows, _) = timeline
-                .time(
-                    "copy reviews (shared, helping)",
-                    copy_table(
-                        other_conn,
-                        Table::Reviews,
-                        Mode::Shared,
-                        &reviews_input,
-                        None,
-                        &reviews_ended,
-                    ),
-                )
-                .await?;
-            copied.borrow_mut().push((Table::Reviews, rows));
+            copy_shared_reviews(
+                other_conn,
+                "copy reviews (shared, helping)",
+                &reviews_input,
+                &reviews_ended,
+                timeline,
+                &copied,
+            )
+            .await?;
         }
         timeline
             .time(
@@ -763,6 +753,25 @@ async fn copy_other(
         )
         .await?;
     copied.borrow_mut().push((table, rows));
+    Ok(())
+}
+
+/// The rest of the reviews, copied side by side with the other connection (see `stage_and_swap`).
+async fn copy_shared_reviews(
+    client: &mut Client,
+    name: &'static str,
+    input: &Input2,
+    ended: &Cell<bool>,
+    timeline: &Timeline,
+    copied: &RefCell<Vec<(Table, u64)>>,
+) -> anyhow::Result<()> {
+    let (rows, _) = timeline
+        .time(
+            name,
+            copy_table(client, Table::Reviews, Mode::Shared, input, None, ended),
+        )
+        .await?;
+    copied.borrow_mut().push((Table::Reviews, rows));
     Ok(())
 }
 
