@@ -55,7 +55,7 @@ impl Application {
                 settings.database.read_lanes
             );
         }
-        let state = Arc::new(AppState::new(pool, cache, &settings, read_lanes));
+        let state = Arc::new(AppState::new(pool, cache, &settings, workers, read_lanes));
         let responses = state.responses.clone();
         let server = HttpServer::new(move || {
             let responses = responses.clone();

@@ -5,7 +5,7 @@
 
 mod shared;
 
-pub use shared::SharedReads;
+pub use shared::Connections;
 
 use crate::config::DatabaseSettings;
 use crate::error::{ApiError, DbFault};
@@ -105,36 +105,17 @@ pub fn make_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         .build()?)
 }
 
-/// Runs one statement that returns at most one row, bounded by `timeout` from asking for a
-/// connection to the last byte, so a hung network or an exhausted pool is a 503 too, not a hang.
+/// Runs one statement that returns at most one row, on a connection from `connections`, bounded
+/// by `timeout` from asking for a connection to the last byte, so a hung network or an exhausted
+/// pool is a 503 too, not a hang. A connection that gave no answer in time is retired.
 pub async fn query_opt(
-    pool: &Pool,
+    connections: &Connections,
     timeout: Duration,
     statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, ApiError> {
-    tokio::time::timeout(timeout, async {
-        let client = pool.get().await?;
-        let prepared = client
-            .prepare_typed_cached(statement.sql, statement.params)
-            .await?;
-        Ok(client.query_opt(&prepared, params).await?)
-    })
-    .await
-    .unwrap_or(Err(ApiError::Unavailable(DbFault::Timeout)))
-}
-
-/// Runs a read statement that returns one row of one text column, a finished JSON document
-/// handed to the client as it is, on a connection shared with other reads ([`SharedReads`]).
-/// Bounded by `timeout` like [`query_opt`].
-pub async fn read_text(
-    reads: &SharedReads,
-    timeout: Duration,
-    statement: &Statement,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<String, ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let client = tokio::time::timeout_at(deadline, reads.client())
+    let client = tokio::time::timeout_at(deadline, connections.client())
         .await
         .map_err(|_| DbFault::Timeout)??;
     let answer = tokio::time::timeout_at(deadline, async {
@@ -145,13 +126,25 @@ pub async fn read_text(
     })
     .await;
     match answer {
-        Ok(Ok(Some(row))) => Ok(row.try_get(0)?),
-        Ok(Ok(None)) => Err(DbFault::NoRow.into()),
-        Ok(Err(e)) => Err(e.into()),
+        Ok(row) => Ok(row?),
         Err(_) => {
-            reads.retire(client);
+            connections.retire(client);
             Err(DbFault::Timeout.into())
         }
+    }
+}
+
+/// Runs a read statement that always returns one row of one text column: a finished JSON
+/// document, handed to the client as it is.
+pub async fn fetch_text(
+    connections: &Connections,
+    timeout: Duration,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<String, ApiError> {
+    match query_opt(connections, timeout, statement, params).await? {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Err(ApiError::Unavailable(DbFault::NoRow)),
     }
 }
 

@@ -18,6 +18,7 @@ use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -26,8 +27,13 @@ use tokio_postgres::types::ToSql;
 /// built once in `startup`; see [`AppState::for_worker`].
 pub struct AppState {
     pub pool: Pool,
-    pub reads: db::SharedReads,
+    /// This worker's read lanes.
+    pub reads: db::Connections,
+    /// No lanes: each write borrows a connection of its own.
+    pub writes: db::Connections,
     read_lanes: usize,
+    /// How many workers took their state (see `for_worker`).
+    workers_started: AtomicUsize,
     pub timeout: Duration,
     pub cache: Arc<BodyCache>,
     pub responses: Arc<metrics::Responses>,
@@ -36,16 +42,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `read_lanes`: per worker, see [`crate::config::DatabaseSettings::read_lanes_per_worker`].
+    /// The state the workers' states are made from. `read_lanes`: per worker, see
+    /// [`crate::config::DatabaseSettings::read_lanes_per_worker`].
     pub fn new(
         pool: Pool,
         cache: Arc<BodyCache>,
         settings: &Settings,
+        workers: usize,
         read_lanes: usize,
     ) -> AppState {
         AppState {
-            reads: db::SharedReads::new(pool.clone(), read_lanes),
+            reads: db::Connections::new(pool.clone(), workers, read_lanes),
+            writes: db::Connections::new(pool.clone(), 0, 0),
             read_lanes,
+            workers_started: AtomicUsize::new(0),
             pool,
             timeout: settings.database.timeout(),
             cache,
@@ -60,10 +70,13 @@ impl AppState {
     /// The state of one more worker: the same pool, cache and counters, and read lanes of its
     /// own, whose connections are opened by (and so run on the thread of) that worker.
     pub fn for_worker(&self) -> AppState {
+        let worker = self.workers_started.fetch_add(1, Ordering::Relaxed);
         AppState {
             pool: self.pool.clone(),
-            reads: db::SharedReads::new(self.pool.clone(), self.read_lanes),
+            reads: self.reads.for_worker(worker, self.read_lanes),
+            writes: db::Connections::new(self.pool.clone(), 0, 0),
             read_lanes: self.read_lanes,
+            workers_started: AtomicUsize::new(0),
             timeout: self.timeout,
             cache: self.cache.clone(),
             responses: self.responses.clone(),
@@ -81,7 +94,7 @@ impl AppState {
         let body = self
             .cache
             .get_or_load(doc, || async {
-                db::read_text(&self.reads, self.timeout, statement, params)
+                db::fetch_text(&self.reads, self.timeout, statement, params)
                     .await
                     .map(Bytes::from)
             })

@@ -39,7 +39,7 @@ pub async fn post_by_path(
 
 async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiError> {
     let row = db::query_opt(
-        &state.pool,
+        &state.writes,
         state.timeout,
         &db::sql::POST_REVIEW,
         &[
@@ -88,7 +88,7 @@ async fn mark(
     statement: &db::Statement,
 ) -> Result<HttpResponse, ApiError> {
     let review_id = id(req.match_info().get("review_id"), "review_id")?;
-    let row = db::query_opt(&state.pool, state.timeout, statement, &[&review_id]).await?;
+    let row = db::query_opt(&state.writes, state.timeout, statement, &[&review_id]).await?;
     let product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
     // Here the write has committed: no read that began before it can store its body under the
     // new generation (see cache).
