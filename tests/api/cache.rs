@@ -21,6 +21,18 @@ async fn app(db: &TestDb, cache: bool) -> TestApp {
     spawn_app(settings).await
 }
 
+/// Two caching instances, both listening, and an uncached one: what the database holds.
+async fn two_instances_and_truth(db: &TestDb) -> (TestApp, TestApp, TestApp) {
+    let (a, b, truth) = (
+        app(db, true).await,
+        app(db, true).await,
+        app(db, false).await,
+    );
+    assert!(a.wait_listening(true, LISTEN_WAIT).await);
+    assert!(b.wait_listening(true, LISTEN_WAIT).await);
+    (a, b, truth)
+}
+
 /// The documents of one product the tests watch: three list orders and meta.
 fn documents(product_id: i32) -> Vec<String> {
     vec![
@@ -165,13 +177,7 @@ async fn a_write_through_one_instance_reaches_the_other_within_a_second() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let product = seed_product(&client, 90, &["Fit", "Length"]).await;
-    let (a, b, truth) = (
-        app(&db, true).await,
-        app(&db, true).await,
-        app(&db, false).await,
-    );
-    assert!(a.wait_listening(true, LISTEN_WAIT).await);
-    assert!(b.wait_listening(true, LISTEN_WAIT).await);
+    let (a, b, truth) = two_instances_and_truth(&db).await;
     let r1 = post_review(&a, &product, 5, true, &[4, 2]).await;
     let paths = documents(90);
 
@@ -205,13 +211,7 @@ async fn after_its_listener_is_killed_an_instance_reconnects_and_stays_coherent(
     let db = TestDb::new().await;
     let client = db.client().await;
     let product = seed_product(&client, 91, &["Fit"]).await;
-    let (a, b, truth) = (
-        app(&db, true).await,
-        app(&db, true).await,
-        app(&db, false).await,
-    );
-    assert!(a.wait_listening(true, LISTEN_WAIT).await);
-    assert!(b.wait_listening(true, LISTEN_WAIT).await);
+    let (a, b, truth) = two_instances_and_truth(&db).await;
     post_review(&a, &product, 4, true, &[4]).await;
     let paths = documents(91);
     warm(&[&a, &b], &paths).await;
@@ -306,13 +306,7 @@ async fn reads_racing_writes_on_two_instances_end_at_the_final_state() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let product = seed_product(&client, 93, &["Fit", "Length"]).await;
-    let (a, b, truth) = (
-        app(&db, true).await,
-        app(&db, true).await,
-        app(&db, false).await,
-    );
-    assert!(a.wait_listening(true, LISTEN_WAIT).await);
-    assert!(b.wait_listening(true, LISTEN_WAIT).await);
+    let (a, b, truth) = two_instances_and_truth(&db).await;
     let mut posted = Vec::new();
     for i in 0..3 {
         posted.push(post_review(&truth, &product, i + 2, i % 2 == 0, &[i + 1, 3]).await);
