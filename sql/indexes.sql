@@ -2,7 +2,7 @@
 -- schema.sql, and by load on the staging tables once they are filled (a bulk build is far faster
 -- than maintaining an index row by row during COPY).
 
--- One partial index per sort of api.md, each ending in id DESC (the final tie-breaker), so a page
+-- One partial index per sort of docs/api.md, each ending in id DESC (the final tie-breaker), so a page
 -- reads exactly offset + count entries of the product's visible reviews in order and never sorts.
 CREATE INDEX IF NOT EXISTS reviews_relevant ON reviews (product_id, relevance DESC, id DESC) WHERE NOT reported;
 CREATE INDEX IF NOT EXISTS reviews_newest ON reviews (product_id, date_ms DESC, id DESC) WHERE NOT reported;

@@ -13,7 +13,7 @@
 -- copies, fills them, runs sql/indexes.sql there, and moves them into public in one transaction.
 -- Secondary indexes are in sql/indexes.sql so a load builds them once, after the data is in.
 
--- The JSON of one review, exactly as GET /reviews lists it (keys in api.md order).
+-- The JSON of one review, exactly as GET /reviews lists it (keys in docs/api.md order).
 -- IMMUTABLE is true for our use: the date is formatted from epoch milliseconds as a timestamp
 -- without time zone, so neither TimeZone nor DateStyle can change the text.
 -- plpgsql rather than sql: an SQL function calling the STABLE to_json/to_char is not inlined and
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     -- The review's photos as a JSON array ordered by photo id (a copy of reviews_photos, which
     -- never changes after the review is written), so `doc` can be generated from the row alone.
     photos         text     NOT NULL DEFAULT '[]',
-    -- api.md's `relevant` order: each helpful vote is worth 30 days (2,592,000,000 ms) of recency.
+    -- docs/api.md's `relevant` order: each helpful vote is worth 30 days (2,592,000,000 ms) of recency.
     relevance      bigint GENERATED ALWAYS AS (date_ms + helpfulness::bigint * 2592000000) STORED,
     doc            text   GENERATED ALWAYS AS (public.review_doc(id, rating, summary, recommend, response,
                                                body, date_ms, reviewer_name, helpfulness, photos)) STORED

@@ -1,4 +1,4 @@
-//! The `reviews-api` command line: one binary, one subcommand per job (api.md, "Operating").
+//! The `reviews-api` command line: one binary, one subcommand per job (docs/api.md, "Operating").
 
 use crate::config::Settings;
 use crate::etl::{generate, load};
@@ -23,7 +23,7 @@ pub enum Command {
     Serve,
     /// Apply the schema in sql/ (idempotent)
     Migrate,
-    /// Load the dataset CSV files from DIR (see dataset.md), replacing the served data atomically
+    /// Load the dataset CSV files from DIR (see docs/dataset.md), replacing the served data atomically
     Load(load::LoadArgs),
     /// Write a synthetic dataset in exactly the original CSV format
     Generate(generate::GenerateArgs),

@@ -1,4 +1,4 @@
-//! The one error type of the HTTP boundary and its mapping to api.md's statuses and texts.
+//! The one error type of the HTTP boundary and its mapping to docs/api.md's statuses and texts.
 //!
 //! Every client error is a status and a one-line `text/plain` body starting with `Error: `.
 //! A 5xx cause is logged here, once, and never shown to the client.

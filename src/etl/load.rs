@@ -1,4 +1,4 @@
-//! `reviews-api load DIR`: the four dataset CSV files into the served tables (dataset.md).
+//! `reviews-api load DIR`: the four dataset CSV files into the served tables (docs/dataset.md).
 //!
 //! The shape of a load, and why:
 //!

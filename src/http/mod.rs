@@ -1,4 +1,4 @@
-//! The HTTP routes of api.md, one file per route group. Both route families (the Atelier form
+//! The HTTP routes of docs/api.md, one file per route group. Both route families (the Atelier form
 //! and the older form of the original load tests) are served by the same handlers.
 
 mod bench;
@@ -128,7 +128,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }));
 }
 
-/// A resource whose wrong methods answer api.md's 405 instead of actix's empty one.
+/// A resource whose wrong methods answer docs/api.md's 405 instead of actix's empty one.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::MethodNotAllowed)

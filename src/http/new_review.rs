@@ -1,4 +1,4 @@
-//! The body of POST /reviews, checked field by field exactly as api.md says. Whether the
+//! The body of POST /reviews, checked field by field exactly as docs/api.md says. Whether the
 //! characteristics are the product's own is decided by the database, inside the insert statement.
 
 use super::params;

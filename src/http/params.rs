@@ -1,4 +1,4 @@
-//! Request parameters, checked exactly as api.md says. The first occurrence of a query parameter
+//! Request parameters, checked exactly as docs/api.md says. The first occurrence of a query parameter
 //! wins; unknown parameters are ignored.
 
 use crate::error::ApiError;

@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
-/// api.md: a body over 64 KiB is refused with 413.
+/// docs/api.md: a body over 64 KiB is refused with 413.
 const MAX_BODY: usize = 64 * 1024;
 
 pub async fn post_by_body(

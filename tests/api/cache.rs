@@ -10,7 +10,7 @@ use reviews_api::cache::LISTENER_APPLICATION_NAME;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long another instance may keep answering the old body after a write (api.md's promise
+/// How long another instance may keep answering the old body after a write (docs/api.md's promise
 /// is "never stale"; NOTIFY needs a moment to travel).
 const PROPAGATION: Duration = Duration::from_secs(1);
 const LISTEN_WAIT: Duration = Duration::from_secs(8);

@@ -1,5 +1,5 @@
 //! A small dataset made by the tests, written in the original CSV format with every kind of bad
-//! row of dataset.md mixed in, and an independent model of what the API must answer for it.
+//! row of docs/dataset.md mixed in, and an independent model of what the API must answer for it.
 //!
 //! The model computes every expected body in Rust from the good rows (ordering, paging, JSON
 //! escaping, dates, PostgreSQL's average formatting); it never runs the service's SQL.
@@ -181,7 +181,7 @@ impl Dataset {
         d
     }
 
-    /// One line (or more, where a field holds a newline) per bad-row kind of dataset.md.
+    /// One line (or more, where a field holds a newline) per bad-row kind of docs/dataset.md.
     fn add_bad_rows(&mut self) {
         let r = self.reviews.len() as i32;
         let p = self.photos.len() as i32;
@@ -350,7 +350,7 @@ impl Dataset {
         }
     }
 
-    /// The visible reviews of a product in api.md's order for `sort`.
+    /// The visible reviews of a product in docs/api.md's order for `sort`.
     pub fn ordered(&self, product_id: i32, sort: &str) -> Vec<&Review> {
         let mut list: Vec<&Review> = self
             .reviews
@@ -565,7 +565,7 @@ pub fn pg_average(sum: i64, count: i64) -> String {
 
 #[test]
 fn the_model_formats_like_postgresql() {
-    // Fixed points from api.md and PostgreSQL's documented behaviour.
+    // Fixed points from docs/api.md and PostgreSQL's documented behaviour.
     assert_eq!(pg_average(11, 3), "3.6666666666666667");
     assert_eq!(pg_average(16, 4), "4.0000000000000000");
     assert_eq!(pg_average(4, 4), "1.00000000000000000000");

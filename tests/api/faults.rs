@@ -10,7 +10,7 @@ use crate::helpers::{
 use std::time::{Duration, Instant};
 
 const UNAVAILABLE: &str = "Error: service unavailable";
-/// api.md: answered within the configured timeout (1 s here), with room for a busy machine.
+/// docs/api.md: answered within the configured timeout (1 s here), with room for a busy machine.
 const FAST: Duration = Duration::from_secs(3);
 const RECOVERY: Duration = Duration::from_secs(8);
 

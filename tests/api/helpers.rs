@@ -144,7 +144,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers of the write, cache and fault tests: HTTP replies as plain values, products seeded the
-// way the loader leaves them, api.md's documents rebuilt independently, database snapshots, and
+// way the loader leaves them, docs/api.md's documents rebuilt independently, database snapshots, and
 // a TCP proxy that can cut or black-hole the database.
 
 use serde_json::{json, Value};
@@ -154,7 +154,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Longer than any answer api.md allows: a request still unanswered by then is a hang.
+/// Longer than any answer docs/api.md allows: a request still unanswered by then is a hang.
 pub const HANG: Duration = Duration::from_secs(15);
 
 /// One HTTP answer, read completely.
@@ -376,7 +376,7 @@ pub async fn post_review(
     }
 }
 
-/// The meta document api.md prescribes for `product` when exactly `visible` are its visible
+/// The meta document docs/api.md prescribes for `product` when exactly `visible` are its visible
 /// reviews, rebuilt here from the contract (averages from the model in dataset.rs).
 pub async fn expected_meta(product: &Product, visible: &[Posted]) -> String {
     let mut ratings = [0u32; 5];

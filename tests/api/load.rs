@@ -1,4 +1,4 @@
-//! `reviews-api load`: a small dataset with every kind of bad row dataset.md names, loaded into a
+//! `reviews-api load`: a small dataset with every kind of bad row docs/dataset.md names, loaded into a
 //! real database. The expected rejects, rows and meta counters are computed here from the rows
 //! the test wrote, not copied from a run.
 
@@ -129,7 +129,7 @@ struct Dataset {
     values: File<(i32, i32, i32, i16)>,
 }
 
-/// Every bad-row kind of dataset.md, and the awkward text of real exports.
+/// Every bad-row kind of docs/dataset.md, and the awkward text of real exports.
 fn dirty_dataset() -> Dataset {
     let mut c = File::new("characteristics.csv", "id,product_id,name", false);
     for (id, product, name) in [(2, 1, "Length"), (1, 1, "Fit"), (3, 2, "Quality")] {
@@ -375,7 +375,7 @@ impl Dataset {
         all
     }
 
-    /// The photos JSON of a review as api.md shows it: by photo id, no spaces.
+    /// The photos JSON of a review as docs/api.md shows it: by photo id, no spaces.
     fn photos_json(&self, review_id: i32) -> String {
         let mut photos: Vec<_> = self
             .photos
@@ -397,7 +397,7 @@ impl Dataset {
         format!("[{}]", items.join(","))
     }
 
-    /// product_meta as the test understands dataset.md: reported reviews count nowhere.
+    /// product_meta as the test understands docs/dataset.md: reported reviews count nowhere.
     fn meta(&self) -> BTreeMap<i32, Meta> {
         let mut metas: BTreeMap<i32, Meta> = BTreeMap::new();
         let mut chars = self.characteristics.good.clone();

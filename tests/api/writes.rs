@@ -1,5 +1,5 @@
 //! Writes that keep meta exact: POST /reviews in both forms, PUT helpful and report in both forms,
-//! every rejection of api.md (and that it changes nothing), concurrency, a statement that fails
+//! every rejection of docs/api.md (and that it changes nothing), concurrency, a statement that fails
 //! half-way, and `verify`. The cache is off here: these tests are about the database path.
 
 use crate::helpers::{
@@ -17,7 +17,7 @@ async fn app_without_cache(db: &TestDb) -> TestApp {
     spawn_app(settings).await
 }
 
-/// Epoch milliseconds of api.md's date format `YYYY-MM-DDTHH:MM:SS.mmmZ`; None for anything else.
+/// Epoch milliseconds of docs/api.md's date format `YYYY-MM-DDTHH:MM:SS.mmmZ`; None for anything else.
 fn parse_date_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let shape = b.len() == 24
@@ -61,7 +61,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// One review as GET /reviews lists it, keys in api.md's order.
+/// One review as GET /reviews lists it, keys in docs/api.md's order.
 #[allow(clippy::too_many_arguments)]
 fn review_doc(
     id: i32,
@@ -133,8 +133,8 @@ async fn a_post_in_either_form_is_listed_first_and_counted_in_meta() {
     let date1 = results[1]["date"].as_str().unwrap_or_default().to_string();
     let date2 = results[0]["date"].as_str().unwrap_or_default().to_string();
     for date in [&date1, &date2] {
-        let ms =
-            parse_date_ms(date).unwrap_or_else(|| panic!("date {date:?} not in api.md's format"));
+        let ms = parse_date_ms(date)
+            .unwrap_or_else(|| panic!("date {date:?} not in docs/api.md's format"));
         assert!(
             (now_ms() - ms).abs() < 5_000,
             "date {date} is not within a few seconds of now"
@@ -183,7 +183,7 @@ async fn a_post_in_either_form_is_listed_first_and_counted_in_meta() {
         "both route forms answer the same body"
     );
 
-    // api.md's own examples of PostgreSQL's division rule, checked against the oracle the
+    // docs/api.md's own examples of PostgreSQL's division rule, checked against the oracle the
     // expected meta uses.
     assert_eq!(average(&[4, 4]).as_deref(), Some("4.0000000000000000"));
     assert_eq!(average(&[1, 1]).as_deref(), Some("1.00000000000000000000"));
@@ -243,7 +243,7 @@ async fn a_product_without_characteristics_takes_reviews_with_empty_characterist
     assert_eq!((found, total), (vec![], 0));
 }
 
-/// A path, a body and the exact answer api.md prescribes for it.
+/// A path, a body and the exact answer docs/api.md prescribes for it.
 struct Rejection {
     path: String,
     body: Vec<u8>,
@@ -464,7 +464,7 @@ async fn every_invalid_post_is_rejected_with_its_text_and_changes_nothing() {
             reply.content_type
         );
         if case.status == 413 {
-            // api.md fixes the status; the text only has to be one `Error: ` line.
+            // docs/api.md fixes the status; the text only has to be one `Error: ` line.
             assert!(
                 reply.body.starts_with("Error: ") && !reply.body.contains('\n'),
                 "413 body {:?}",
