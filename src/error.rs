@@ -1,10 +1,14 @@
 //! The one error type of the HTTP boundary and its mapping to docs/api.md's statuses and texts.
 //!
 //! Every client error is a status and a one-line `text/plain` body starting with `Error: `.
-//! A 5xx cause is logged here, once, and never shown to the client.
+//! A 5xx cause is never shown to the client: the middleware of `http::metrics`, which knows the
+//! route, logs it once.
 
+use crate::cache::LoadError;
+use crate::db::DbError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,30 +25,51 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
-    /// The database is unreachable, saturated or too slow; the cause is only logged.
-    #[error("service unavailable")]
-    Unavailable(#[source] DbFault),
+    /// The database gave no answer: 503 when it was unreachable, saturated or too slow, 500 when
+    /// the statement itself failed. The cause is logged, never shown.
+    #[error("{}", if .cause.is_unavailable() { "service unavailable" } else { "internal server error" })]
+    Database {
+        cause: Arc<DbError>,
+        /// The cause was a cached load's that another request ran and reported.
+        shared: bool,
+    },
 }
 
-/// Why the database could not answer in time.
-#[derive(Debug, thiserror::Error)]
-pub enum DbFault {
-    #[error("no connection available: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error("statement failed: {0}")]
-    Statement(#[from] tokio_postgres::Error),
-    #[error("no answer within the configured timeout")]
-    Timeout,
-    #[error("a read statement returned no row")]
-    NoRow,
-    /// The failure of a load that several requests for the same cached body waited on.
-    #[error("{0}")]
-    Shared(String),
+impl ApiError {
+    /// The cause of a 5xx worth logging: None for client errors and for a failure that another
+    /// request already reported.
+    pub fn cause_to_log(&self) -> Option<&DbError> {
+        match self {
+            ApiError::Database {
+                cause,
+                shared: false,
+            } => Some(cause),
+            _ => None,
+        }
+    }
 }
 
-impl<E: Into<DbFault>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        ApiError::Unavailable(e.into())
+impl From<DbError> for ApiError {
+    fn from(cause: DbError) -> Self {
+        ApiError::Database {
+            cause: Arc::new(cause),
+            shared: false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        ApiError::Database {
+            cause: e.cause,
+            shared: e.shared,
+        }
     }
 }
 
@@ -56,14 +81,14 @@ impl ResponseError for ApiError {
             ApiError::ReviewNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Database { cause, .. } if cause.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Database { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Unavailable(cause) = self {
-            log::error!("503: {cause}");
-        }
         HttpResponse::build(self.status_code())
             .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
             .body(format!("Error: {self}"))

@@ -8,8 +8,7 @@ use crate::cache::{self, BodyCache};
 use crate::config::Settings;
 use crate::db;
 use crate::http::{self, AppState};
-use actix_web::dev::Server;
-use actix_web::dev::Service;
+use actix_web::dev::{Server, Service};
 use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -61,15 +60,7 @@ impl Application {
             let responses = responses.clone();
             App::new()
                 .app_data(web::Data::new(state.for_worker()))
-                .wrap_fn(move |req, srv| {
-                    let responses = responses.clone();
-                    let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        responses.count(response.status().as_u16());
-                        Ok(response)
-                    }
-                })
+                .wrap_fn(move |req, srv| http::count_and_log(responses.clone(), srv.call(req)))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(http::routes)
         })

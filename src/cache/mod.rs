@@ -15,9 +15,9 @@ mod listen;
 pub use listen::{spawn_listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 
 use crate::config::CacheSettings;
-use crate::error::{ApiError, DbFault};
-use crate::http::params::Page;
+use crate::db::DbError;
 use bytes::Bytes;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,15 +28,40 @@ const STRIPES: usize = 1 << 16;
 /// Which document of which product a body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Doc {
-    List(Page),
+    /// A page of the list: its sort by name, the zero-based page and the count.
+    List {
+        product_id: i32,
+        sort: &'static str,
+        page: i64,
+        count: i32,
+    },
     Meta(i32),
 }
 
 impl Doc {
     fn product_id(&self) -> i32 {
         match self {
-            Doc::List(page) => page.product_id,
-            Doc::Meta(product_id) => *product_id,
+            Doc::List { product_id, .. } | Doc::Meta(product_id) => *product_id,
+        }
+    }
+}
+
+/// A load that failed, as every request that waited on it sees it.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}")]
+pub struct LoadError {
+    #[source]
+    pub cause: Arc<DbError>,
+    /// False for the one request that ran the load; true for those that waited on its result.
+    /// The cause is worth logging once, by the one that ran it.
+    pub shared: bool,
+}
+
+impl From<DbError> for LoadError {
+    fn from(cause: DbError) -> Self {
+        LoadError {
+            cause: Arc::new(cause),
+            shared: false,
         }
     }
 }
@@ -86,17 +111,17 @@ impl BodyCache {
 
     /// The body of `doc`: from memory, or from `load` (once for all concurrent misses of the
     /// same key). Errors are not cached.
-    pub async fn get_or_load<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, ApiError>
+    pub async fn get_or_load<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
+        Fut: Future<Output = Result<Bytes, DbError>>,
     {
         let Some(bodies) = &self.bodies else {
-            return load().await;
+            return Ok(load().await?);
         };
         if !self.listening.load(Ordering::Acquire) {
             self.misses.fetch_add(1, Ordering::Relaxed);
-            return load().await;
+            return Ok(load().await?);
         }
         let key = Key {
             epoch: self.epoch.load(Ordering::Acquire),
@@ -108,15 +133,16 @@ impl BodyCache {
             return Ok(body);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let ran = Cell::new(false);
         bodies
-            .try_get_with(key, load())
+            .try_get_with(key, async {
+                ran.set(true);
+                load().await
+            })
             .await
-            .map_err(|shared: Arc<ApiError>| {
-                let cause = match &*shared {
-                    ApiError::Unavailable(cause) => cause.to_string(),
-                    other => other.to_string(),
-                };
-                ApiError::Unavailable(DbFault::Shared(cause))
+            .map_err(|cause| LoadError {
+                cause,
+                shared: !ran.get(),
             })
     }
 

@@ -3,12 +3,13 @@
 //! Every statement the service runs is a file in `sql/`, named once in [`sql`], and prepared once
 //! per connection (`prepare_cached`): a request never pays for parsing or planning.
 
+mod error;
 mod shared;
 
+pub use error::DbError;
 pub use shared::Connections;
 
 use crate::config::DatabaseSettings;
-use crate::error::{ApiError, DbFault};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
@@ -62,7 +63,7 @@ pub mod sql {
         params: &[Type::INT4],
     };
     pub const HEALTH: Statement = Statement {
-        sql: "SELECT 'ok'::text",
+        sql: include_str!("../../sql/health.sql"),
         params: &[],
     };
 }
@@ -113,11 +114,11 @@ pub async fn query_opt(
     timeout: Duration,
     statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<Option<Row>, ApiError> {
+) -> Result<Option<Row>, DbError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let client = tokio::time::timeout_at(deadline, connections.client())
         .await
-        .map_err(|_| DbFault::Timeout)??;
+        .map_err(|_| DbError::Timeout)??;
     let answer = tokio::time::timeout_at(deadline, async {
         let prepared = client
             .prepare_typed_cached(statement.sql, statement.params)
@@ -129,7 +130,7 @@ pub async fn query_opt(
         Ok(row) => Ok(row?),
         Err(_) => {
             connections.retire(client);
-            Err(DbFault::Timeout.into())
+            Err(DbError::Timeout)
         }
     }
 }
@@ -141,10 +142,10 @@ pub async fn fetch_text(
     timeout: Duration,
     statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<String, ApiError> {
+) -> Result<String, DbError> {
     match query_opt(connections, timeout, statement, params).await? {
         Some(row) => Ok(row.try_get(0)?),
-        None => Err(ApiError::Unavailable(DbFault::NoRow)),
+        None => Err(DbError::NoRow),
     }
 }
 

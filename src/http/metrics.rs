@@ -1,12 +1,18 @@
 //! GET /metrics in the Prometheus text format: responses by status class, the body cache and the
-//! connection pool. Plain atomics: a counter costs one relaxed add on the hot path.
+//! connection pool; and the middleware that counts every response and logs each 5xx cause once,
+//! with its route. Plain atomics: a counter costs one relaxed add on the hot path.
 
 use super::AppState;
+use crate::error::ApiError;
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
 use std::fmt::Write;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// Responses by status class, counted by the middleware in `startup`.
+/// Responses by status class, counted by [`count_and_log`].
 #[derive(Default)]
 pub struct Responses([AtomicU64; 5]);
 
@@ -15,6 +21,36 @@ impl Responses {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.0[class].fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The middleware (for `App::wrap_fn`): counts the response, and logs the cause of a 5xx once,
+/// here, where the route is known. A failure that several requests shared (one cached load that
+/// they all waited on) is logged by the request that ran it.
+pub async fn count_and_log<B: MessageBody>(
+    responses: Arc<Responses>,
+    response: impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let response = response.await?;
+    let status = response.status();
+    responses.count(status.as_u16());
+    if status.is_server_error() {
+        let cause = response
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>())
+            .and_then(ApiError::cause_to_log);
+        if let Some(cause) = cause {
+            let req = response.request();
+            let route = req.match_pattern();
+            log::error!(
+                "{} {} {}: {cause}",
+                status.as_u16(),
+                req.method(),
+                route.as_deref().unwrap_or(req.path())
+            );
+        }
+    }
+    Ok(response)
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

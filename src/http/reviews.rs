@@ -31,7 +31,12 @@ async fn list(state: &AppState, page: Page) -> Result<HttpResponse, ApiError> {
     let offset = page.offset();
     state
         .document(
-            Doc::List(page),
+            Doc::List {
+                product_id: page.product_id,
+                sort: page.sort.as_str(),
+                page: page.page,
+                count: page.count,
+            },
             &db::sql::LIST,
             &[
                 &page.product_id,

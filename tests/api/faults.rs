@@ -122,3 +122,51 @@ async fn a_black_holed_database_is_a_fast_503_not_a_hang() {
     recovers(&app, list).await;
     assert_eq!(app.get_ok(list).await, before);
 }
+
+/// A statement that fails on its own terms (here a constraint no row can meet) is a fault of ours,
+/// not of an unavailable database: 500 with the generic text, nothing changed, and the service
+/// goes on serving.
+#[tokio::test]
+async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let product = seed_product(&client, 102, &["Fit"]).await;
+    let mut settings = db.settings();
+    settings.cache.enabled = false;
+    let app = spawn_app(settings).await;
+    let review = post_review(&app, &product, 4, true, &[4]).await;
+    client
+        .batch_execute(
+            "ALTER TABLE reviews ADD CONSTRAINT refuse_all CHECK (false) NOT VALID;
+             CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+               AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse BEFORE UPDATE ON reviews FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let before = crate::helpers::snapshot(&client, false).await;
+
+    let body = crate::helpers::review_body(&product, 1, false, &[1]);
+    let post = app.post_json("/reviews", &body).await;
+    let helpful = app
+        .put(&format!("/reviews/{}/helpful", review.review_id))
+        .await;
+    for (what, reply) in [("POST", post), ("helpful", helpful)] {
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (500, "Error: internal server error"),
+            "{what}"
+        );
+        assert!(reply.content_type.starts_with("text/plain"), "{what}");
+    }
+    // Tables only: a sequence a failed insert drew from is not rolled back.
+    assert_eq!(crate::helpers::snapshot(&client, false).await, before);
+    assert_eq!(app.get_reply("/health").await.status, 200);
+    client
+        .batch_execute(
+            "ALTER TABLE reviews DROP CONSTRAINT refuse_all; DROP TRIGGER refuse ON reviews;",
+        )
+        .await
+        .unwrap();
+    post_review(&app, &product, 2, false, &[2]).await;
+}
