@@ -24,6 +24,7 @@ pub struct ServerSettings {
     pub port: u16,
     pub workers: usize,
     pub bench_routes: bool,
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

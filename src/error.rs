@@ -21,8 +21,9 @@ pub enum ApiError {
     ReviewNotFound,
     #[error("not found")]
     NotFound,
+    /// `allow`: the methods the path does take, for the `Allow` header.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("request body too large")]
     PayloadTooLarge,
     /// The database gave no answer: 503 when it was unreachable, saturated or too slow, 500 when
@@ -79,7 +80,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MalformedJson => StatusCode::BAD_REQUEST,
             ApiError::ReviewNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Database { cause, .. } if cause.is_unavailable() => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -89,8 +90,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-            .body(format!("Error: {self}"))
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, *allow));
+        }
+        response.body(format!("Error: {self}"))
     }
 }

@@ -11,5 +11,6 @@ pub mod devdb;
 pub mod error;
 pub mod etl;
 pub mod http;
+pub mod metrics;
 pub mod startup;
 pub mod verify;

@@ -8,8 +8,9 @@ use crate::cache::{self, BodyCache};
 use crate::config::Settings;
 use crate::db;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use actix_web::dev::{Server, Service};
-use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::middleware::{Condition, Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -33,7 +34,8 @@ impl Application {
         db::migrate(&client).await?;
         drop(client);
 
-        let cache = Arc::new(BodyCache::new(&settings.cache));
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(BodyCache::new(&settings.cache, metrics.cache.clone()));
         cache::spawn_listener(
             cache.clone(),
             settings.database.url.clone(),
@@ -54,13 +56,25 @@ impl Application {
                 settings.database.read_lanes
             );
         }
-        let state = Arc::new(AppState::new(pool, cache, &settings, workers, read_lanes));
-        let responses = state.responses.clone();
+        let state = Arc::new(AppState::new(
+            pool,
+            cache,
+            metrics.clone(),
+            &settings,
+            workers,
+            read_lanes,
+        ));
+        let access_log = settings.server.access_log;
         let server = HttpServer::new(move || {
-            let responses = responses.clone();
+            let metrics = metrics.clone();
             App::new()
                 .app_data(web::Data::new(state.for_worker()))
-                .wrap_fn(move |req, srv| http::count_and_log(responses.clone(), srv.call(req)))
+                .wrap_fn(move |req, srv| http::count_and_log(metrics.clone(), srv.call(req)))
+                .wrap(Condition::new(
+                    access_log,
+                    // The Common Log Format: host, ident, user, time, request line, status, bytes.
+                    Logger::new(r#"%a - - %t "%r" %s %b"#).log_target("access"),
+                ))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(http::routes)
         })

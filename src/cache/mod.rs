@@ -16,6 +16,7 @@ pub use listen::{spawn_listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
 
 use crate::config::CacheSettings;
 use crate::db::DbError;
+use crate::metrics::CacheMetrics;
 use bytes::Bytes;
 use std::cell::Cell;
 use std::future::Future;
@@ -79,12 +80,11 @@ pub struct BodyCache {
     epoch: AtomicU64,
     /// False while this instance cannot hear other instances' writes.
     listening: AtomicBool,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    metrics: CacheMetrics,
 }
 
 impl BodyCache {
-    pub fn new(settings: &CacheSettings) -> BodyCache {
+    pub fn new(settings: &CacheSettings, metrics: CacheMetrics) -> BodyCache {
         let bodies = settings.enabled.then(|| {
             moka::future::Cache::builder()
                 .max_capacity(settings.max_bytes)
@@ -100,8 +100,7 @@ impl BodyCache {
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             listening: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -120,7 +119,7 @@ impl BodyCache {
             return Ok(load().await?);
         };
         if !self.listening.load(Ordering::Acquire) {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.metrics.misses.inc();
             return Ok(load().await?);
         }
         let key = Key {
@@ -129,10 +128,10 @@ impl BodyCache {
             doc,
         };
         if let Some(body) = bodies.get(&key).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.hits.inc();
             return Ok(body);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misses.inc();
         let ran = Cell::new(false);
         bodies
             .try_get_with(key, async {

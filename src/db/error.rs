@@ -7,7 +7,7 @@ use tokio_postgres::error::SqlState;
 pub enum DbError {
     #[error("no connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("statement failed: {0}")]
+    #[error("statement failed: {}", describe(.0))]
     Statement(#[from] tokio_postgres::Error),
     #[error("no answer within the configured timeout")]
     Timeout,
@@ -33,6 +33,20 @@ impl DbError {
                 }
             },
         }
+    }
+}
+
+/// The server's own words when it sent any (SQLSTATE, message, detail), which tokio-postgres's
+/// Display leaves out; else the client's.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{} {}{}",
+            db.code().code(),
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        None => e.to_string(),
     }
 }
 

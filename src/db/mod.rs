@@ -18,6 +18,8 @@ use tokio_postgres::{NoTls, Row};
 /// A statement of `sql/` with the types of its parameters, declared here so that what Rust binds
 /// never depends on how PostgreSQL would infer a parameter used in two places.
 pub struct Statement {
+    /// Its file in sql/, without `.sql`: how logs and metrics name it.
+    pub name: &'static str,
     pub sql: &'static str,
     pub params: &'static [Type],
 }
@@ -32,14 +34,17 @@ pub mod sql {
     pub const VERIFY: &str = include_str!("../../sql/verify.sql");
 
     pub const LIST: Statement = Statement {
+        name: "list",
         sql: include_str!("../../sql/list.sql"),
         params: &[Type::INT4, Type::TEXT, Type::INT4, Type::INT8, Type::INT8],
     };
     pub const META: Statement = Statement {
+        name: "meta",
         sql: include_str!("../../sql/meta.sql"),
         params: &[Type::INT4],
     };
     pub const POST_REVIEW: Statement = Statement {
+        name: "post_review",
         sql: include_str!("../../sql/post_review.sql"),
         params: &[
             Type::INT4,
@@ -55,14 +60,17 @@ pub mod sql {
         ],
     };
     pub const HELPFUL: Statement = Statement {
+        name: "helpful",
         sql: include_str!("../../sql/helpful.sql"),
         params: &[Type::INT4],
     };
     pub const REPORT: Statement = Statement {
+        name: "report",
         sql: include_str!("../../sql/report.sql"),
         params: &[Type::INT4],
     };
     pub const HEALTH: Statement = Statement {
+        name: "health",
         sql: include_str!("../../sql/health.sql"),
         params: &[],
     };
@@ -115,10 +123,16 @@ pub async fn query_opt(
     statement: &Statement,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, DbError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let asked = tokio::time::Instant::now();
+    let deadline = asked + timeout;
     let client = tokio::time::timeout_at(deadline, connections.client())
         .await
         .map_err(|_| DbError::Timeout)??;
+    let sent = tokio::time::Instant::now();
+    let metrics = &connections.metrics;
+    metrics
+        .pool_wait_seconds
+        .observe((sent - asked).as_secs_f64());
     let answer = tokio::time::timeout_at(deadline, async {
         let prepared = client
             .prepare_typed_cached(statement.sql, statement.params)
@@ -126,6 +140,7 @@ pub async fn query_opt(
         client.query_opt(&prepared, params).await
     })
     .await;
+    metrics.statement(statement.name, sent.elapsed());
     match answer {
         Ok(row) => Ok(row?),
         Err(_) => {

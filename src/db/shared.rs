@@ -15,6 +15,7 @@
 //! Writes keep a connection to themselves: a write can wait for a row lock, and every read queued
 //! behind it on a shared connection would wait with it.
 
+use crate::metrics::DbMetrics;
 use deadpool_postgres::{Object, Pool, PoolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,12 +30,13 @@ pub struct Connections {
     /// This worker's own lanes. Empty: every statement borrows a connection of its own.
     mine: std::ops::Range<usize>,
     next: AtomicUsize,
+    pub(super) metrics: DbMetrics,
 }
 
 impl Connections {
     /// `workers` × `per_worker` lanes, shared out by [`Connections::for_worker`]; 0 lanes: each
     /// statement borrows a connection of its own (writes).
-    pub fn new(pool: Pool, workers: usize, per_worker: usize) -> Connections {
+    pub fn new(pool: Pool, workers: usize, per_worker: usize, metrics: DbMetrics) -> Connections {
         Connections {
             pool,
             lanes: (0..workers * per_worker)
@@ -42,6 +44,7 @@ impl Connections {
                 .collect(),
             mine: 0..0,
             next: AtomicUsize::new(0),
+            metrics,
         }
     }
 
@@ -58,6 +61,7 @@ impl Connections {
             lanes: self.lanes.clone(),
             mine: start..(start + per_worker).min(self.lanes.len()),
             next: AtomicUsize::new(0),
+            metrics: self.metrics.clone(),
         }
     }
 

@@ -20,29 +20,36 @@ use actix_web::{web, HttpResponse};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Literal paths before the patterns that would also match them (`/reviews/meta`).
     cfg.service(
-        resource("/reviews")
+        resource("/reviews", "GET, POST")
             .route(web::get().to(reviews::by_query))
             .route(web::post().to(writes::post_by_body)),
     )
-    .service(resource("/reviews/meta").route(web::get().to(meta::by_query)))
-    .service(resource("/reviews/helpful/{review_id}").route(web::put().to(writes::helpful)))
-    .service(resource("/reviews/report/{review_id}").route(web::put().to(writes::report)))
-    .service(resource("/reviews/{product_id}").route(web::post().to(writes::post_by_path)))
-    .service(resource("/reviews/{product_id}/list").route(web::get().to(reviews::by_path)))
-    .service(resource("/reviews/{product_id}/meta").route(web::get().to(meta::by_path)))
-    .service(resource("/reviews/{review_id}/helpful").route(web::put().to(writes::helpful)))
-    .service(resource("/reviews/{review_id}/report").route(web::put().to(writes::report)))
-    .service(resource("/health").route(web::get().to(health::health)))
-    .service(resource("/metrics").route(web::get().to(metrics::metrics)))
-    .service(resource("/bench/constant/{bytes}").route(web::get().to(bench::constant)))
+    .service(resource("/reviews/meta", "GET").route(web::get().to(meta::by_query)))
+    .service(resource("/reviews/helpful/{review_id}", "PUT").route(web::put().to(writes::helpful)))
+    .service(resource("/reviews/report/{review_id}", "PUT").route(web::put().to(writes::report)))
+    .service(resource("/reviews/{product_id}", "POST").route(web::post().to(writes::post_by_path)))
+    .service(resource("/reviews/{product_id}/list", "GET").route(web::get().to(reviews::by_path)))
+    .service(resource("/reviews/{product_id}/meta", "GET").route(web::get().to(meta::by_path)))
+    .service(resource("/reviews/{review_id}/helpful", "PUT").route(web::put().to(writes::helpful)))
+    .service(resource("/reviews/{review_id}/report", "PUT").route(web::put().to(writes::report)))
+    .service(resource("/health", "GET").route(web::get().to(health::health)))
+    .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+    .service(resource("/bench/constant/{bytes}", "GET").route(web::get().to(bench::constant)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
     }));
 }
 
-/// A resource whose wrong methods answer docs/api.md's 405 instead of actix's empty one.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
-    }))
+/// A resource's route template, as the metrics label it.
+#[derive(Clone, Copy)]
+pub struct Route(pub &'static str);
+
+/// A resource whose wrong methods answer docs/api.md's 405 (with the `Allow` header HTTP asks
+/// for, listing `allow`) instead of actix's empty one, and which tells the metrics its template.
+fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(Route(path))
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+        }))
 }

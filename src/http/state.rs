@@ -1,10 +1,11 @@
 //! What the handlers share: the pool, each worker's read lanes, the cache, the counters.
 
-use super::{bench, metrics};
+use super::bench;
 use crate::cache::{BodyCache, Doc};
 use crate::config::Settings;
 use crate::db;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -27,7 +28,7 @@ pub struct AppState {
     workers_started: AtomicUsize,
     pub timeout: Duration,
     pub cache: Arc<BodyCache>,
-    pub responses: Arc<metrics::Responses>,
+    pub metrics: Arc<Metrics>,
     /// The constant body of GET /bench/constant (None unless server.bench_routes).
     pub bench_body: Option<Bytes>,
 }
@@ -38,19 +39,20 @@ impl AppState {
     pub fn new(
         pool: Pool,
         cache: Arc<BodyCache>,
+        metrics: Arc<Metrics>,
         settings: &Settings,
         workers: usize,
         read_lanes: usize,
     ) -> AppState {
         AppState {
-            reads: db::Connections::new(pool.clone(), workers, read_lanes),
-            writes: db::Connections::new(pool.clone(), 0, 0),
+            reads: db::Connections::new(pool.clone(), workers, read_lanes, metrics.db.clone()),
+            writes: db::Connections::new(pool.clone(), 0, 0, metrics.db.clone()),
             read_lanes,
             workers_started: AtomicUsize::new(0),
             pool,
             timeout: settings.database.timeout(),
             cache,
-            responses: Arc::default(),
+            metrics,
             bench_body: settings
                 .server
                 .bench_routes
@@ -65,12 +67,12 @@ impl AppState {
         AppState {
             pool: self.pool.clone(),
             reads: self.reads.for_worker(worker, self.read_lanes),
-            writes: db::Connections::new(self.pool.clone(), 0, 0),
+            writes: db::Connections::new(self.pool.clone(), 0, 0, self.metrics.db.clone()),
             read_lanes: self.read_lanes,
             workers_started: AtomicUsize::new(0),
             timeout: self.timeout,
             cache: self.cache.clone(),
-            responses: self.responses.clone(),
+            metrics: self.metrics.clone(),
             bench_body: self.bench_body.clone(),
         }
     }

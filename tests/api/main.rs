@@ -8,6 +8,7 @@ mod demo;
 mod faults;
 mod helpers;
 mod load;
+mod metrics;
 mod reads;
 mod shared_reads;
 mod writes;

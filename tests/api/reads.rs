@@ -275,12 +275,12 @@ async fn bad_parameters_get_the_exact_error() {
         assert_eq!(response.text().await.unwrap(), text, "{path}");
     }
     // A known path with the wrong method.
-    for (method, path) in [
-        (reqwest::Method::DELETE, "/reviews"),
-        (reqwest::Method::POST, "/reviews/meta"),
-        (reqwest::Method::PUT, "/reviews/2/list"),
-        (reqwest::Method::GET, "/reviews/5/helpful"),
-        (reqwest::Method::POST, "/health"),
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/reviews", "GET, POST"),
+        (reqwest::Method::POST, "/reviews/meta", "GET"),
+        (reqwest::Method::PUT, "/reviews/2/list", "GET"),
+        (reqwest::Method::GET, "/reviews/5/helpful", "PUT"),
+        (reqwest::Method::POST, "/health", "GET"),
     ] {
         let response = app
             .http
@@ -289,6 +289,12 @@ async fn bad_parameters_get_the_exact_error() {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        // HTTP (RFC 9110, 15.5.6): a 405 lists the methods the path does take.
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}"
+        );
         assert_eq!(response.text().await.unwrap(), "Error: method not allowed");
     }
     let health = app.get("/health").await;
