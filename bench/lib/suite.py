@@ -16,7 +16,7 @@ from pathlib import Path
 import common
 from catalog import FIXED_RATE, FULL_SIZE, SCENARIOS, SERVICE_PGOPTIONS, SMOKE_SIZE, TARGET_FIXED_RATE
 from common import BENCH, build, die, ensure_tools, log, release_binary, run
-from dataset import BenchLock, Dataset, Pg, ensure_dataset, prepare_dataset, restore_writes, snapshot_writes
+from dataset import BenchLock, Dataset, Pg, csv_files, ensure_dataset, prepare_dataset, restore_writes, snapshot_writes
 from measure import Runner, Server, free_port
 from report import fixed_table, machine_facts, results_table, target_checks, write_report
 from service_sql import explain, pgbench_scripts
@@ -197,6 +197,7 @@ def main(argv, description: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reviews-bench-"))
     command = "bench/run " + " ".join(shlex.quote(x) for x in argv)
     log(f"{command}; log in {out.with_suffix('.log')}, scratch in {workdir}")
+    csv_files()  # the dataset's file names, from src/etl/dataset.rs: fail now, not after the build
     tools = ensure_tools(a.smoke)
     binary = release_binary() if a.no_build else build()
     pg = Pg(a.pg_url)
