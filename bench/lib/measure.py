@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from common import SCENARIO_DIR, die, log, log_output, ms, run
 from dataset import Dataset, Pg
@@ -138,6 +139,30 @@ def foreign_load_wait(max_wait: float, threshold: float) -> float:
         time.sleep(2.0)
 
 
+class Watched(NamedTuple):
+    returncode: int
+    out: str
+    err: str | None          # None when stderr went to out
+    cpu: dict                # CpuSampler.result
+    server_responses: dict   # the server's own count of responses by status class during the run
+
+
+def watched(ds: Dataset, server: Server | None, cmd: list[str], *, env=None,
+            merge_stderr: bool = True) -> Watched:
+    """Runs one measurement's load generator (wrk, pgbench or oha) to its end while CpuSampler
+    attributes the cores (the generator's process as the load generator) and, given the server,
+    reads the server's /metrics counts by status class before and after."""
+    before = server.responses_by_class() if server else {}
+    cpu = CpuSampler(ds.db, server.proc.pid if server else None)
+    with cpu:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
+                             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
+        cpu.loadgen.add(p.pid)
+        out, err = p.communicate()
+    after = server.responses_by_class() if server else {}
+    return Watched(p.returncode, out, err, cpu.result, {k: after.get(k, 0) - before.get(k, 0) for k in after})
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 
@@ -254,25 +279,20 @@ class Runner:
         a = self.args
         cmd = ["wrk", f"-t{a.threads}", f"-c{a.connections}", f"-d{seconds}s", "--timeout", "5s",
                "-s", str(SCENARIO_DIR / script), server.base, "--"] + [f"{k}={v}" for k, v in params.items()]
-        before = server.responses_by_class()
         log("$ " + " ".join(shlex.quote(c) for c in cmd), echo=False)
-        cpu = CpuSampler(ds.db, server.proc.pid)
-        with cpu:
-            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            cpu.loadgen.add(p.pid)
-            out, _ = p.communicate()
-        after = server.responses_by_class()
+        w = watched(ds, server, cmd)
+        out = w.out
         log_output(out)
         m = re.search(r"^BENCH_JSON (.*)$", out, re.M)
-        if p.returncode != 0 or not m:
+        if w.returncode != 0 or not m:
             die(f"wrk failed for {label}:\n{out[-2000:]}")
         r = json.loads(m.group(1))
         secs = r["duration_us"] / 1e6
         r["rps"] = r["requests"] / secs if secs else 0.0
         r["socket_error_count"] = sum(r["socket_errors"].values())
         r["mean_body_bytes"] = r["body_bytes"] / r["responses"] if r["responses"] else 0
-        r["server_responses_by_class"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        r["cpu_cores"] = cpu.result
+        r["server_responses_by_class"] = w.server_responses
+        r["cpu_cores"] = w.cpu
         r["command"] = " ".join(shlex.quote(c) for c in cmd)
         self.check_errors(label, r["socket_error_count"], r["non2xx"], r["statuses"])
         # The server's own count: any non-2xx it answered in the window, even one wrk missed.
@@ -336,13 +356,10 @@ class Runner:
                       "--log-prefix", str(logdir / "tx"), self.pg.url(ds.db)]
         log(("PGOPTIONS=" + shlex.quote(pgoptions) + " " if pgoptions else "$ ")
             + " ".join(shlex.quote(c) for c in cmd), echo=False)
-        cpu = CpuSampler(ds.db, None)
-        with cpu:
-            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            cpu.loadgen.add(p.pid)
-            out, _ = p.communicate()
+        w = watched(ds, None, cmd, env=env)
+        out = w.out
         log_output(out)
-        if p.returncode != 0:
+        if w.returncode != 0:
             die(f"pgbench failed for {label}:\n{out[-3000:]}")
         tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
         processed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
@@ -361,7 +378,7 @@ class Runner:
             "kind": "pgbench", "tps": tps, "rps": tps, "transactions": processed, "failed": failed,
             "latency_us": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                            "max": lat[-1] if lat else 0, "mean": sum(lat) / len(lat) if lat else 0},
-            "clients": clients, "cpu_cores": cpu.result, "foreign_busy_cores_before": busy,
+            "clients": clients, "cpu_cores": w.cpu, "foreign_busy_cores_before": busy,
             "command": ("PGOPTIONS=" + shlex.quote(pgoptions) + " " if pgoptions else "")
                        + " ".join(shlex.quote(c) for c in cmd),
             "scripts": {p.name: p.read_text() for p, _ in scripts},
@@ -387,16 +404,10 @@ class Runner:
                "--latency-correction", "-c", str(self.args.rate_connections), "-w", "--no-tui",
                "--output-format", "json"]
         log("$ " + " ".join(shlex.quote(c) for c in cmd), echo=False)
-        before = server.responses_by_class()
-        cpu = CpuSampler(ds.db, server.proc.pid)
-        with cpu:
-            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            cpu.loadgen.add(p.pid)
-            out, err = p.communicate()
-        after = server.responses_by_class()
-        if p.returncode != 0:
-            die(f"oha failed for {label}:\n{err[-2000:]}")
-        j = json.loads(out)
+        w = watched(ds, server, cmd, merge_stderr=False)
+        if w.returncode != 0:
+            die(f"oha failed for {label}:\n{w.err[-2000:]}")
+        j = json.loads(w.out)
         statuses = {str(k): v for k, v in j.get("statusCodeDistribution", {}).items()}
         non2xx = sum(v for k, v in statuses.items() if not k.startswith("2"))
         errors = sum(j.get("errorDistribution", {}).values())
@@ -407,8 +418,8 @@ class Runner:
             "latency_us": {k: round((lp.get(p) or 0) * 1e6) for k, p in
                            (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))},
             "socket_error_count": errors, "error_distribution": j.get("errorDistribution", {}),
-            "non2xx": non2xx, "statuses": statuses, "cpu_cores": cpu.result,
-            "server_responses_by_class": {k: after.get(k, 0) - before.get(k, 0) for k in after},
+            "non2xx": non2xx, "statuses": statuses, "cpu_cores": w.cpu,
+            "server_responses_by_class": w.server_responses,
             "foreign_busy_cores_before": busy, "command": " ".join(shlex.quote(str(c)) for c in cmd),
         }
         r["latency_us"]["max"] = round(j["summary"]["slowest"] * 1e6) if j["summary"].get("slowest") else 0

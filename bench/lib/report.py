@@ -131,18 +131,14 @@ def target_checks(report: dict) -> list[tuple[bool, str]]:
     """The issue's targets, on the largest dataset of the run."""
     d = max(report["datasets"], key=lambda x: x["products"])
     checks = []
-    for name in ("list-random", "meta-random"):
-        r = d["scenarios"].get(name)
-        if r and r.get("ratio") is not None:
-            checks.append((r["ratio"] >= TARGET_DB_RATIO,
-                           f"{name} uncached at {fmt_ratio(r['ratio'])} of its pgbench ceiling "
-                           f"(target ≥ {TARGET_DB_RATIO:.0%})"))
-    for name in ("list-hot", "meta-hot"):
-        r = d["scenarios"].get(name)
-        if r and r.get("ratio") is not None:
-            checks.append((r["ratio"] >= TARGET_HTTP_RATIO,
-                           f"{name} cached at {fmt_ratio(r['ratio'])} of the constant-body ceiling "
-                           f"(target ≥ {TARGET_HTTP_RATIO:.0%})"))
+    ratio_targets = ((("list-random", "meta-random"), TARGET_DB_RATIO, "uncached at {} of its pgbench ceiling"),
+                     (("list-hot", "meta-hot"), TARGET_HTTP_RATIO, "cached at {} of the constant-body ceiling"))
+    for names, target, against in ratio_targets:
+        for name in names:
+            r = d["scenarios"].get(name)
+            if r and r.get("ratio") is not None:
+                checks.append((r["ratio"] >= target,
+                               f"{name} {against.format(fmt_ratio(r['ratio']))} (target ≥ {target:.0%})"))
     for r in d["fixed_rate"]:
         if r["rate"] == TARGET_FIXED_RATE:
             checks.append((r["latency_us"]["p99"] / 1000 < TARGET_FIXED_P99_MS,
