@@ -1,0 +1,43 @@
+"""What a run measures and how it is judged: the dataset sizes, the scenarios with their
+ceilings, the fixed-rate runs, and the targets of the issue. bench/README.md explains each."""
+
+FULL_SIZE = 1_000_011
+SMOKE_SIZE = 2_000
+
+# The session settings of the service's own connections (src/db/mod.rs: PLAN_CACHE_MODE), given to
+# pgbench too, so that each ceiling runs the very statements the service runs, planned the same way.
+SERVICE_PGOPTIONS = "-c plan_cache_mode=force_generic_plan"
+
+# The scenarios. `ids` names the product-id range (see dataset.Dataset.ranges); `script` is the wrk
+# script in bench/scenarios/; `ceiling` is what the scenario is divided by: a pgbench run of the
+# same statement(s), or the constant body.
+SCENARIOS = [
+    dict(name="list-random", cache=False, script="list.lua", ids="last10", count=None,
+         route="GET /reviews?product_id=R&sort=relevant", ceiling="pgbench-list"),
+    dict(name="meta-random", cache=False, script="meta.lua", ids="last10",
+         route="GET /reviews/meta?product_id=R", ceiling="pgbench-meta"),
+    dict(name="list-original", cache=False, script="list-orig.lua", ids="original", count=None,
+         route="GET /reviews/R/list", ceiling="pgbench-list"),
+    dict(name="meta-original", cache=False, script="meta-orig.lua", ids="original",
+         route="GET /reviews/R/meta", ceiling="pgbench-meta"),
+    dict(name="list-large", cache=False, script="list.lua", ids="last10", count=1000,
+         route="GET /reviews?product_id=R&sort=relevant&count=1000", ceiling="pgbench-list"),
+    dict(name="list-hot", cache=True, script="list.lua", ids="hot", count=None,
+         route="GET /reviews?product_id=R&sort=relevant", ceiling="constant"),
+    dict(name="meta-hot", cache=True, script="meta.lua", ids="hot",
+         route="GET /reviews/meta?product_id=R", ceiling="constant"),
+    dict(name="mixed", cache=True, script="mixed.lua", ids="last10",
+         route="45% GET list, 45% GET meta, 5% POST /reviews, 4% PUT helpful, 1% PUT report",
+         ceiling="pgbench-mixed"),
+]
+# Fixed-rate (open loop) runs: oha at a given rate, cache off.
+FIXED_RATE = [
+    dict(name="list-random", ids="last10", path="/reviews?product_id={id}&sort=relevant"),
+    dict(name="meta-random", ids="last10", path="/reviews/meta?product_id={id}"),
+]
+# The judged targets (the issue): checked in the report's Targets section and printed at the end
+# of the run.
+TARGET_DB_RATIO = 0.90      # uncached list-random and meta-random vs their pgbench ceiling
+TARGET_HTTP_RATIO = 0.80    # cached list-hot and meta-hot vs the constant body
+TARGET_FIXED_P99_MS = 10.0  # p99 at 1,000 requests/s, list-random and meta-random
+TARGET_FIXED_RATE = 1000
