@@ -1,6 +1,6 @@
 //! `demo` and the private cluster it starts: real PostgreSQL binaries, real processes.
 
-use crate::helpers::{admin_url, url_with_db, TestDb};
+use crate::helpers::{admin_url, TestDb};
 use reviews_api::demo;
 use reviews_api::devdb::{self, DevCluster};
 use std::net::{Ipv4Addr, TcpStream};
@@ -237,7 +237,7 @@ async fn a_database_with_reviews_is_served_as_it_is() {
 #[tokio::test]
 async fn a_missing_database_is_created_once() {
     let name = unique_name("demo_create");
-    let url = url_with_db(&admin_url(), &name);
+    let url = demo::with_dbname(&admin_url(), &name);
     // Dropped (the database with it) at the end, whatever happens.
     let _db = TestDb {
         name: name.clone(),
@@ -274,7 +274,7 @@ async fn demo_refuses_a_database_url_that_does_not_answer() {
 async fn demo_creates_the_database_loads_it_and_serves() {
     // Arrange: a database name that does not exist yet, and a free HTTP port.
     let name = unique_name("demo_e2e");
-    let url = url_with_db(&admin_url(), &name);
+    let url = demo::with_dbname(&admin_url(), &name);
     let _db = TestDb {
         name: name.clone(),
         url: url.clone(),

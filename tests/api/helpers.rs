@@ -55,7 +55,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
-        let url = url_with_db(&admin_url(), &name);
+        let url = reviews_api::demo::with_dbname(&admin_url(), &name);
         let client = reviews_api::db::connect(&url)
             .await
             .expect("test db connection");
@@ -98,19 +98,6 @@ impl Drop for TestDb {
             });
         })
         .join();
-    }
-}
-
-/// `base` with its database name replaced by `db`.
-pub fn url_with_db(base: &str, db: &str) -> String {
-    match base.rfind('/') {
-        Some(i) if base[..i].ends_with('/') => format!("{base}/{db}"),
-        Some(i) => {
-            let (head, tail) = base.split_at(i);
-            let query = tail.find('?').map(|q| &tail[q..]).unwrap_or("");
-            format!("{head}/{db}{query}")
-        }
-        None => format!("{base}/{db}"),
     }
 }
 
