@@ -607,17 +607,15 @@ async fn until_cut(mut mode: watch::Receiver<ProxyMode>) {
     }
 }
 
-/// A fresh empty directory under the system's temporary directory.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "reviews-api-test-{}-{}-{name}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
+/// A fresh folder under the system's temporary folder, removed when dropped. Open to all (0755):
+/// as root, a private cluster inside it runs as `postgres`, which must reach it.
+pub fn temp_dir(label: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!("reviews-api-test-{label}-"))
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .expect("create a temporary folder")
 }
 
 /// `text` as one quoted CSV field.

@@ -453,9 +453,9 @@ async fn load_tuned(db: &TestDb, dir: &Path, tuning: Tuning) -> anyhow::Result<L
     load::run_tuned(&db.settings(), &args, tuning).await
 }
 
-fn dataset_dir(name: &str, data: &Dataset) -> PathBuf {
+fn dataset_dir(name: &str, data: &Dataset) -> tempfile::TempDir {
     let dir = temp_dir(name);
-    data.write(&dir);
+    data.write(dir.path());
     dir
 }
 
@@ -517,7 +517,8 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
     // Arrange
     let db = TestDb::new().await;
     let data = dirty_dataset();
-    let dir = dataset_dir("dirty", &data);
+    let folder = dataset_dir("dirty", &data);
+    let dir = folder.path();
     // A product.csv belongs to another service and must be ignored, even when it is garbage.
     std::fs::write(dir.join("product.csv"), "not,a\n\"valid file").unwrap();
 
@@ -525,7 +526,7 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
     let shape_before = schema_shape(&client).await;
 
     // Act
-    let report = load_tuned(&db, &dir, tuning)
+    let report = load_tuned(&db, dir, tuning)
         .await
         .expect("load succeeds despite bad rows");
 
@@ -719,7 +720,6 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
         .unwrap()
         .get(0);
     assert_eq!(staging, 0);
-    let _ = std::fs::remove_dir_all(&dir);
     (db, report)
 }
 
@@ -775,7 +775,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     let client = db.client().await;
     let first = clean_dataset(40, "first");
     let first_dir = dataset_dir("first", &first);
-    load_from(&db, &first_dir).await.expect("first load");
+    load_from(&db, first_dir.path()).await.expect("first load");
     let snapshot = || async {
         let row = client
             .query_one(
@@ -796,9 +796,10 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     assert_eq!(before.2, 40);
 
     // Act + Assert: a missing file fails before anything changes.
-    let broken = dataset_dir("missing", &clean_dataset(10, "broken"));
+    let broken_dir = dataset_dir("missing", &clean_dataset(10, "broken"));
+    let broken = broken_dir.path();
     std::fs::remove_file(broken.join("reviews_photos.csv")).unwrap();
-    let err = load_from(&db, &broken)
+    let err = load_from(&db, broken)
         .await
         .expect_err("a missing file is an error");
     assert!(format!("{err:#}").contains("reviews_photos.csv"), "{err:#}");
@@ -806,7 +807,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
 
     // Rejects aimed at an input file would destroy it: refused, and the file is intact.
     let args = LoadArgs {
-        dir: broken.clone(),
+        dir: broken.to_path_buf(),
         rejects: Some(broken.join("reviews.csv")),
     };
     std::fs::write(broken.join("reviews_photos.csv"), "id,review_id,url\n").unwrap();
@@ -825,13 +826,14 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     assert_eq!(snapshot().await, before);
 
     // A wrong header too.
-    let bad_header = dataset_dir("header", &clean_dataset(10, "header"));
+    let bad_header_dir = dataset_dir("header", &clean_dataset(10, "header"));
+    let bad_header = bad_header_dir.path();
     std::fs::write(
         bad_header.join("characteristics.csv"),
         "id,product,name\n1,1,\"Fit\"\n",
     )
     .unwrap();
-    let err = load_from(&db, &bad_header)
+    let err = load_from(&db, bad_header)
         .await
         .expect_err("a wrong header is an error");
     assert!(format!("{err:#}").contains("wrong header"), "{err:#}");
@@ -843,7 +845,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
         .batch_execute("CREATE VIEW pinned AS SELECT id FROM reviews")
         .await
         .unwrap();
-    let err = load_from(&db, &bad_header_fixed(&bad_header))
+    let err = load_from(&db, &bad_header_fixed(bad_header))
         .await
         .expect_err("swap fails");
     assert!(format!("{err:#}").contains("swap"), "{err:#}");
@@ -862,7 +864,9 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     // A second successful load replaces the first entirely.
     let second = clean_dataset(25, "second");
     let second_dir = dataset_dir("second", &second);
-    let report = load_from(&db, &second_dir).await.expect("second load");
+    let report = load_from(&db, second_dir.path())
+        .await
+        .expect("second load");
     assert_eq!(report.file("reviews.csv").unwrap().loaded, 25);
     assert_eq!(reviews_in(&client).await, second.reviews.good);
     let photos: Vec<String> = client
@@ -889,10 +893,6 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
         .unwrap()
         .get(0);
     assert_eq!(id, 26);
-
-    for dir in [first_dir, broken, bad_header, second_dir] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 /// The directory again with a correct characteristics.csv.

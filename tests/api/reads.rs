@@ -2,7 +2,7 @@
 //! `load` path, against the independent model of `dataset.rs`.
 
 use crate::dataset::Dataset;
-use crate::helpers::{spawn_app, TestApp, TestDb};
+use crate::helpers::{spawn_app, temp_dir, TestApp, TestDb};
 use reviews_api::etl::load::{self, LoadArgs};
 
 const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
@@ -11,14 +11,15 @@ const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
 async fn loaded(cache: bool) -> (TestDb, TestApp, Dataset) {
     let db = TestDb::new().await;
     let data = Dataset::build(30, 7);
-    let dir = std::env::temp_dir().join(format!("{}-csv", db.name));
-    data.write(&dir);
+    let folder = temp_dir("csv");
+    let dir = folder.path();
+    data.write(dir);
     let mut settings = db.settings();
     settings.cache.enabled = cache;
     let report = load::run(
         &settings,
         &LoadArgs {
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             rejects: Some(dir.join("rejects.csv")),
         },
     )
@@ -52,7 +53,6 @@ async fn loaded(cache: bool) -> (TestDb, TestApp, Dataset) {
         (data.values.len() as u64, data.bad_values.len() as u64)
     );
     let app = spawn_app(settings).await;
-    std::fs::remove_dir_all(&dir).ok();
     (db, app, data)
 }
 
