@@ -2,9 +2,10 @@
 //! any instance retires every instance's copy within a second (its own at once, the others' by
 //! NOTIFY), also across a lost listener connection and while reads race the writes.
 
-use crate::helpers::{
-    expected_meta, poll, post_review, seed_product, spawn_app, Proxy, ProxyMode, TestApp, TestDb,
-};
+use crate::helpers::app::{spawn_app, TestApp, TestDb};
+use crate::helpers::proxy::{Proxy, ProxyMode};
+use crate::helpers::reply::poll;
+use crate::helpers::seed::{expected_meta, post_review, seed_product};
 use futures_util::future::join_all;
 use reviews_api::cache::LISTENER_APPLICATION_NAME;
 use std::sync::atomic::{AtomicBool, Ordering};

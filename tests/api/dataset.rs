@@ -3,7 +3,6 @@
 //!
 //! The model computes every expected body in Rust from the good rows (ordering, paging, JSON
 //! escaping, dates, PostgreSQL's average formatting); it never runs the service's SQL.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,6 +1,6 @@
 //! `demo` and the private cluster it starts: real PostgreSQL binaries, real processes.
 
-use crate::helpers::{admin_url, temp_dir, TestDb};
+use crate::helpers::app::{admin_url, temp_dir, TestDb};
 use reviews_api::demo;
 use reviews_api::devdb::{self, DevCluster};
 use std::net::{Ipv4Addr, TcpStream};

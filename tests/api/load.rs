@@ -2,7 +2,8 @@
 //! real database. The expected rejects, rows and meta counters are computed here from the rows
 //! the test wrote, not copied from a run.
 
-use crate::helpers::{csv_quote, read_rejects, spawn_app, temp_dir, TestDb};
+use crate::helpers::app::{spawn_app, temp_dir, TestDb};
+use crate::helpers::csv::{csv_quote, read_rejects};
 use reviews_api::etl::load::{self, LoadArgs, LoadReport, Tuning};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

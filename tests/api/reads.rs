@@ -2,7 +2,7 @@
 //! `load` path, against the independent model of `dataset.rs`.
 
 use crate::dataset::Dataset;
-use crate::helpers::{spawn_app, temp_dir, TestApp, TestDb};
+use crate::helpers::app::{spawn_app, temp_dir, TestApp, TestDb};
 use reviews_api::etl::load::{self, LoadArgs};
 
 const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
