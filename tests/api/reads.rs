@@ -3,6 +3,7 @@
 
 use crate::dataset::Dataset;
 use crate::helpers::app::{spawn_app, temp_dir, TestApp, TestDb};
+use reviews_api::etl::dataset::CsvFile;
 use reviews_api::etl::load::{self, LoadArgs};
 
 const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
@@ -25,31 +26,29 @@ async fn loaded(cache: bool) -> (TestDb, TestApp, Dataset) {
     )
     .await
     .expect("load");
-    let counts = |file: &str| {
+    let counts = |file: CsvFile| {
         report
-            .files
-            .iter()
-            .find(|f| f.file == file)
+            .file(file.name())
             .map(|f| (f.loaded, f.rejected))
-            .unwrap_or_else(|| panic!("no report for {file}"))
+            .unwrap_or_else(|| panic!("no report for {}", file.name()))
     };
     assert_eq!(
-        counts("reviews.csv"),
+        counts(CsvFile::Reviews),
         (data.reviews.len() as u64, data.bad_reviews.len() as u64)
     );
     assert_eq!(
-        counts("reviews_photos.csv"),
+        counts(CsvFile::Photos),
         (data.photos.len() as u64, data.bad_photos.len() as u64)
     );
     assert_eq!(
-        counts("characteristics.csv"),
+        counts(CsvFile::Characteristics),
         (
             data.characteristics.len() as u64,
             data.bad_characteristics.len() as u64
         )
     );
     assert_eq!(
-        counts("characteristic_reviews.csv"),
+        counts(CsvFile::CharacteristicReviews),
         (data.values.len() as u64, data.bad_values.len() as u64)
     );
     let app = spawn_app(settings).await;

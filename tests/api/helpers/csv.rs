@@ -1,8 +1,37 @@
 //! Dataset rows written as the real export writes them, and the rejects file of a load read.
 
-/// `text` as one quoted CSV field.
-pub fn csv_quote(text: &str) -> String {
+use crate::dataset::Review;
+use reviews_api::etl::dataset::CsvFile;
+
+/// `text` as one quoted CSV field (RFC 4180), as the real export quotes all text.
+pub fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// A review as one line of reviews.csv, its fields in the file's column order; a response of
+/// None is the export's unquoted `null`.
+pub fn review_row(r: &Review) -> String {
+    let field = |column: &str| match column {
+        "id" => r.id.to_string(),
+        "product_id" => r.product_id.to_string(),
+        "rating" => r.rating.to_string(),
+        "date" => r.date_ms.to_string(),
+        "summary" => quote(&r.summary),
+        "body" => quote(&r.body),
+        "recommend" => r.recommend.to_string(),
+        "reported" => r.reported.to_string(),
+        "reviewer_name" => quote(&r.name),
+        "reviewer_email" => quote(&r.email),
+        "response" => r.response.as_deref().map_or("null".to_string(), quote),
+        "helpfulness" => r.helpfulness.to_string(),
+        other => panic!("the tests' Review has no field for the column {other}"),
+    };
+    let fields: Vec<String> = CsvFile::Reviews
+        .columns()
+        .iter()
+        .map(|c| field(c))
+        .collect();
+    fields.join(",")
 }
 
 /// The rejects file of a load, parsed: (file, line, reason, original row bytes) per row.
