@@ -1,6 +1,6 @@
 //! `demo` and the private cluster it starts: real PostgreSQL binaries, real processes.
 
-use crate::helpers::app::{admin_url, temp_dir, TestDb};
+use crate::helpers::app::{temp_dir, TestDb};
 use reviews_api::demo;
 use reviews_api::devdb::{self, DevCluster};
 use std::net::{Ipv4Addr, TcpStream};
@@ -78,14 +78,6 @@ fn answers(port: u16) -> bool {
 /// Where the server of the cluster in `dir` puts its Unix socket (PostgreSQL names it by port).
 fn socket_of(dir: &Path, port: u16) -> std::path::PathBuf {
     dir.join("sock").join(format!(".s.PGSQL.{port}"))
-}
-
-fn unique_name(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("reviews_{label}_{}_{nanos}", std::process::id())
 }
 
 async fn query_i64(url: &str, sql: &str) -> i64 {
@@ -227,13 +219,9 @@ async fn a_database_with_reviews_is_served_as_it_is() {
 
 #[tokio::test]
 async fn a_missing_database_is_created_once() {
-    let name = unique_name("demo_create");
-    let url = demo::with_dbname(&admin_url(), &name);
     // Dropped (the database with it) at the end, whatever happens.
-    let _db = TestDb {
-        name: name.clone(),
-        url: url.clone(),
-    };
+    let db = TestDb::reserve("demo_create");
+    let url = db.url.clone();
 
     assert!(demo::create_database_if_missing(&url).await.unwrap());
     assert!(!demo::create_database_if_missing(&url).await.unwrap());
@@ -264,12 +252,9 @@ async fn demo_refuses_a_database_url_that_does_not_answer() {
 #[tokio::test]
 async fn demo_creates_the_database_loads_it_and_serves() {
     // Arrange: a database name that does not exist yet, and a free HTTP port.
-    let name = unique_name("demo_e2e");
-    let url = demo::with_dbname(&admin_url(), &name);
-    let _db = TestDb {
-        name: name.clone(),
-        url: url.clone(),
-    };
+    // Dropped (the database with it) at the end, whatever happens.
+    let db = TestDb::reserve("demo_e2e");
+    let url = db.url.clone();
     let port = devdb::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
 

@@ -37,28 +37,34 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        let db = TestDb::reserve("test");
+        let admin = reviews_api::db::connect(&admin_url())
+            .await
+            .expect("admin connection");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", db.name))
+            .await
+            .expect("create test database");
+        reviews_api::db::migrate(&db.client().await)
+            .await
+            .expect("migrate");
+        db
+    }
+
+    /// A unique database name on the test server (`reviews_LABEL_...`) and its URL, for a test
+    /// that has the database created some other way; not created here, but dropped like any.
+    pub fn reserve(label: &str) -> TestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
         let name = format!(
-            "reviews_test_{}_{}_{nanos}",
+            "reviews_{label}_{}_{}_{nanos}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = reviews_api::db::connect(&admin_url())
-            .await
-            .expect("admin connection");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
         let url = reviews_api::demo::with_dbname(&admin_url(), &name);
-        let client = reviews_api::db::connect(&url)
-            .await
-            .expect("test db connection");
-        reviews_api::db::migrate(&client).await.expect("migrate");
         TestDb { name, url }
     }
 
