@@ -16,6 +16,7 @@ use crate::devdb::DevCluster;
 use crate::etl::{generate, load};
 use crate::{db, startup};
 use anyhow::Context;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -281,8 +282,12 @@ fn with_default_dbname(url: &str) -> anyhow::Result<String> {
     })
 }
 
+/// What a database name keeps unencoded in a URL path: letters, digits, `_`, `-` and `.`.
+const DBNAME_IN_PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+
 /// `url` with its database replaced by `db`. Both forms libpq accepts: a URL gets a new path
-/// (query kept), a key=value string gets a trailing `dbname=` (the last one wins).
+/// (query kept), a key=value string gets a trailing `dbname=` (the last one wins). The one place
+/// that rewrites a database URL: the demo and the tests' throwaway databases both use it.
 pub fn with_dbname(url: &str, db: &str) -> String {
     match url.find("://") {
         Some(scheme_end) => {
@@ -290,7 +295,8 @@ pub fn with_dbname(url: &str, db: &str) -> String {
             let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
             let (authority, tail) = rest.split_at(authority_end);
             let query = tail.find('?').map_or("", |q| &tail[q..]);
-            format!("{scheme}{authority}/{}{query}", percent_encode(db))
+            let db = utf8_percent_encode(db, DBNAME_IN_PATH);
+            format!("{scheme}{authority}/{db}{query}")
         }
         None => format!(
             "{url} dbname='{}'",
@@ -343,15 +349,6 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +366,10 @@ mod tests {
         assert_eq!(
             with_dbname("postgresql://h?x=1", "a b"),
             "postgresql://h/a%20b?x=1"
+        );
+        assert_eq!(
+            with_dbname("postgres://h/x", "é~_-.Z9"),
+            "postgres://h/%C3%A9%7E_-.Z9"
         );
     }
 

@@ -197,18 +197,13 @@ impl Drop for DevCluster {
 /// The first folder holding both `initdb` and `pg_ctl` (one installation, so they match): the
 /// PATH, then the usual install folders, newest version first.
 pub fn find_pg_bin_dir() -> Option<PathBuf> {
-    candidate_dirs()
+    let on_path = which::which_all("initdb")
         .into_iter()
-        .find(|dir| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl")))
-}
-
-/// A PostgreSQL program (`initdb`, `pg_ctl`, `psql`...) from the PATH or the usual install
-/// folders, newest version first.
-pub fn find_pg_bin(name: &str) -> Option<PathBuf> {
-    candidate_dirs()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| is_executable(path))
+        .flatten()
+        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf));
+    on_path
+        .chain(install_dirs())
+        .find(|dir| has_program(dir, "initdb") && has_program(dir, "pg_ctl"))
 }
 
 /// What to install, for the error that ends `demo` when there is no PostgreSQL at all.
@@ -226,11 +221,9 @@ pub fn install_hint() -> String {
         .to_string()
 }
 
-fn candidate_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    dirs.extend(versioned("/usr/lib/postgresql", "", "bin"));
+/// Where PostgreSQL installs itself outside the PATH.
+fn install_dirs() -> Vec<PathBuf> {
+    let mut dirs = versioned("/usr/lib/postgresql", "", "bin");
     dirs.extend(versioned("/usr", "pgsql-", "bin"));
     dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
     dirs.extend(versioned("/opt/homebrew/opt", "postgresql", "bin"));
@@ -262,9 +255,9 @@ fn version_key(name: &str) -> Vec<u32> {
         .collect()
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// Whether `dir` holds an executable `name`.
+fn has_program(dir: &Path, name: &str) -> bool {
+    which::which_in(name, Some(dir), dir).is_ok()
 }
 
 /// A port nobody listens on right now. The listener is released before PostgreSQL binds it, so
@@ -284,7 +277,8 @@ enum Runner {
 
 impl Runner {
     fn detect() -> anyhow::Result<Runner> {
-        if effective_uid() != Some(0) {
+        // SAFETY: geteuid takes nothing, cannot fail and touches no memory of ours.
+        if unsafe { libc::geteuid() } != 0 {
             return Ok(Runner::Direct);
         }
         anyhow::ensure!(
@@ -369,24 +363,10 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Our effective user id: from /proc on Linux, else from `id -u`.
-fn effective_uid() -> Option<u32> {
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        // "Uid:\treal\teffective\tsaved\tfilesystem"
-        if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
-            return line.split_whitespace().nth(2)?.parse().ok();
-        }
-    }
-    id(&["-u"])
-}
-
-/// `id -u USER` / `id -g USER`: through NSS, so it also sees users that are not in /etc/passwd.
+/// `id -u USER` / `id -g USER`. The `id` program rather than libc's getpwnam_r: it asks NSS like
+/// every tool does (users that are not in /etc/passwd too), without unsafe buffer handling here.
 fn user_id(user: &str, flag: &str) -> Option<u32> {
-    id(&[flag, user])
-}
-
-fn id(args: &[&str]) -> Option<u32> {
-    let out = Command::new("id").args(args).output().ok()?;
+    let out = Command::new("id").args([flag, user]).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -395,13 +375,9 @@ fn id(args: &[&str]) -> Option<u32> {
 
 /// A program on the PATH, or in the sbin folders that a non-login root shell may lack.
 fn find_program(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|path| is_executable(path))
+    which::which(name)
+        .or_else(|_| which::which_in(name, Some("/usr/sbin:/sbin:/usr/bin:/bin"), "/"))
+        .ok()
 }
 
 fn run(mut command: Command, what: &str) -> anyhow::Result<Output> {

@@ -2,9 +2,10 @@
 //! any instance retires every instance's copy within a second (its own at once, the others' by
 //! NOTIFY), also across a lost listener connection and while reads race the writes.
 
-use crate::helpers::{
-    expected_meta, poll, post_review, seed_product, spawn_app, Proxy, ProxyMode, TestApp, TestDb,
-};
+use crate::helpers::app::{spawn_app, TestApp, TestDb};
+use crate::helpers::proxy::{Proxy, ProxyMode};
+use crate::helpers::reply::poll;
+use crate::helpers::seed::{expected_meta, post_review, seed_product};
 use futures_util::future::join_all;
 use reviews_api::cache::LISTENER_APPLICATION_NAME;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,27 +117,23 @@ async fn check_write(
 }
 
 async fn listener_pids(client: &tokio_postgres::Client) -> Vec<i32> {
-    client
-        .query(
-            "SELECT pid FROM pg_stat_activity
-              WHERE application_name = $1 AND datname = current_database() ORDER BY pid",
-            &[&LISTENER_APPLICATION_NAME],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    listeners(client, "pid").await
 }
 
 /// Terminates every listener connection of this test's database; returns their pids.
 async fn kill_listeners(client: &tokio_postgres::Client) -> Vec<i32> {
+    listeners(client, "pid, pg_terminate_backend(pid)").await
+}
+
+/// `SELECT columns` over the listener connections of this test's database, by pid; the first
+/// column is the pid.
+async fn listeners(client: &tokio_postgres::Client, columns: &str) -> Vec<i32> {
+    let sql = format!(
+        "SELECT {columns} FROM pg_stat_activity
+          WHERE application_name = $1 AND datname = current_database() ORDER BY pid"
+    );
     client
-        .query(
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE application_name = $1 AND datname = current_database()",
-            &[&LISTENER_APPLICATION_NAME],
-        )
+        .query(&sql, &[&LISTENER_APPLICATION_NAME])
         .await
         .unwrap()
         .iter()

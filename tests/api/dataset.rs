@@ -3,13 +3,14 @@
 //!
 //! The model computes every expected body in Rust from the good rows (ordering, paging, JSON
 //! escaping, dates, PostgreSQL's average formatting); it never runs the service's SQL.
-#![allow(dead_code)]
 
+use crate::helpers::csv::{quote, review_row};
+use reviews_api::etl::dataset::CsvFile;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Review {
     pub id: i32,
     pub product_id: i32,
@@ -288,7 +289,7 @@ impl Dataset {
     /// swapped) and the bad lines are spread through each file.
     pub fn write(&self, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
-        let reviews: Vec<String> = self.reviews.iter().map(review_line).collect();
+        let reviews: Vec<String> = self.reviews.iter().map(review_row).collect();
         let photos: Vec<String> = self
             .photos
             .iter()
@@ -310,26 +311,16 @@ impl Dataset {
             })
             .collect();
         let files = [
-            (
-                "reviews.csv",
-                "id,product_id,rating,date,summary,body,recommend,reported,reviewer_name,reviewer_email,response,helpfulness",
-                reviews,
-                &self.bad_reviews,
-            ),
-            ("reviews_photos.csv", "id,review_id,url", photos, &self.bad_photos),
-            ("characteristics.csv", "id,product_id,name", chars, &self.bad_characteristics),
-            (
-                "characteristic_reviews.csv",
-                "id,characteristic_id,review_id,value",
-                values,
-                &self.bad_values,
-            ),
+            (CsvFile::Reviews, reviews, &self.bad_reviews),
+            (CsvFile::Photos, photos, &self.bad_photos),
+            (CsvFile::Characteristics, chars, &self.bad_characteristics),
+            (CsvFile::CharacteristicReviews, values, &self.bad_values),
         ];
-        for (name, header, mut good, bad) in files {
+        for (file, mut good, bad) in files {
             for pair in good.chunks_mut(2).step_by(3) {
                 pair.reverse();
             }
-            let mut out = format!("{header}\n");
+            let mut out = format!("{}\n", file.header());
             let every = (good.len() / (bad.len() + 1)).max(1);
             let mut bad = bad.iter();
             for (i, line) in good.iter().enumerate() {
@@ -346,7 +337,7 @@ impl Dataset {
                 out.push_str(b);
                 out.push('\n');
             }
-            std::fs::write(dir.join(name), out).unwrap();
+            std::fs::write(dir.join(file.name()), out).unwrap();
         }
     }
 
@@ -471,29 +462,6 @@ impl Dataset {
             chars.join(",")
         )
     }
-}
-
-fn review_line(r: &Review) -> String {
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{}",
-        r.id,
-        r.product_id,
-        r.rating,
-        r.date_ms,
-        quote(&r.summary),
-        quote(&r.body),
-        r.recommend,
-        r.reported,
-        quote(&r.name),
-        quote(&r.email),
-        r.response.as_deref().map_or("null".to_string(), quote),
-        r.helpfulness
-    )
-}
-
-/// RFC 4180 quoting, always applied to text as in the real export.
-pub fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A JSON string literal.

@@ -1,57 +1,35 @@
 //! `demo` and the private cluster it starts: real PostgreSQL binaries, real processes.
 
-use crate::helpers::{admin_url, url_with_db, TestDb};
+use crate::helpers::app::{temp_dir, TestDb};
 use reviews_api::demo;
 use reviews_api::devdb::{self, DevCluster};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A folder of its own under the system temp folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("reviews-{label}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create temp folder");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The demo process, killed if the test ends before it exits.
 struct Demo {
     child: Child,
-    dir: TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Demo {
     /// `reviews-api demo ARGS` in a fresh working folder, stdout and stderr kept in files there.
     fn spawn(env: &[(&str, String)], args: &[&str]) -> Demo {
-        let dir = TempDir::new("demo");
+        let dir = temp_dir("demo");
         let mut command = Command::new(env!("CARGO_BIN_EXE_reviews-api"));
         command
             .arg("demo")
             .args(args)
-            .current_dir(&dir.0)
+            .current_dir(dir.path())
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
             .env_remove("PORT")
             .env_remove("REVIEWS__DATABASE__URL")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.0.join("stdout")).unwrap())
-            .stderr(std::fs::File::create(dir.0.join("stderr")).unwrap());
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
         for (key, value) in env {
             command.env(key, value);
         }
@@ -60,7 +38,7 @@ impl Demo {
     }
 
     fn output(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.0.join(name)).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
     /// Panics with the demo's own output when it has exited.
@@ -97,12 +75,9 @@ fn answers(port: u16) -> bool {
     TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(1)).is_ok()
 }
 
-fn unique_name(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("reviews_{label}_{}_{nanos}", std::process::id())
+/// Where the server of the cluster in `dir` puts its Unix socket (PostgreSQL names it by port).
+fn socket_of(dir: &Path, port: u16) -> std::path::PathBuf {
+    dir.join("sock").join(format!(".s.PGSQL.{port}"))
 }
 
 async fn query_i64(url: &str, sql: &str) -> i64 {
@@ -117,17 +92,18 @@ async fn dev_cluster_starts_answers_stops_and_restarts_from_its_folder() {
         devdb::find_pg_bin_dir().is_some(),
         "this test needs PostgreSQL's initdb and pg_ctl (e.g. /usr/lib/postgresql/15/bin)"
     );
-    let dir = TempDir::new("devdb");
-    let cluster_dir = dir.0.join("pg");
+    let dir = temp_dir("devdb");
+    let cluster_dir = dir.path().join("pg");
 
     // Act
     let mut cluster = DevCluster::start(&cluster_dir).expect("start the private cluster");
 
-    // Assert: a real server, in our folder, answering through its URL.
+    // Assert: a real server, in our folder, answering through its URL and its Unix socket.
     assert!(cluster_dir.join("data/PG_VERSION").exists());
     assert_eq!(query_i64(&cluster.url, "SELECT 41::bigint + 1").await, 42);
     let port = cluster.port;
     assert_ne!(port, 5432);
+    assert!(socket_of(&cluster_dir, port).exists(), "no Unix socket");
 
     // A second start on a running folder reuses that server instead of failing.
     let mut again = DevCluster::start(&cluster_dir).expect("reuse the running cluster");
@@ -163,8 +139,8 @@ async fn dev_cluster_starts_answers_stops_and_restarts_from_its_folder() {
 
 #[tokio::test]
 async fn dropping_a_dev_cluster_stops_it() {
-    let dir = TempDir::new("devdb-drop");
-    let cluster = DevCluster::start(&dir.0.join("pg")).expect("start the private cluster");
+    let dir = temp_dir("devdb-drop");
+    let cluster = DevCluster::start(&dir.path().join("pg")).expect("start the private cluster");
     let port = cluster.port;
     assert!(answers(port));
 
@@ -176,11 +152,18 @@ async fn dropping_a_dev_cluster_stops_it() {
 #[tokio::test]
 async fn a_dev_cluster_in_a_deep_folder_goes_without_its_unix_socket() {
     // A socket path over ~100 bytes cannot be bound; TCP alone must still work.
-    let dir = TempDir::new("devdb-deep");
-    let deep = dir.0.join("a-folder-name-long-enough".repeat(4)).join("pg");
+    let dir = temp_dir("devdb-deep");
+    let deep = dir
+        .path()
+        .join("a-folder-name-long-enough".repeat(4))
+        .join("pg");
     let mut cluster = DevCluster::start(&deep).expect("start in a deep folder");
 
     assert_eq!(query_i64(&cluster.url, "SELECT 7::bigint").await, 7);
+    assert!(
+        !socket_of(&deep, cluster.port).exists(),
+        "a socket path this long cannot be bound"
+    );
     cluster.stop().unwrap();
 }
 
@@ -236,13 +219,9 @@ async fn a_database_with_reviews_is_served_as_it_is() {
 
 #[tokio::test]
 async fn a_missing_database_is_created_once() {
-    let name = unique_name("demo_create");
-    let url = url_with_db(&admin_url(), &name);
     // Dropped (the database with it) at the end, whatever happens.
-    let _db = TestDb {
-        name: name.clone(),
-        url: url.clone(),
-    };
+    let db = TestDb::reserve("demo_create");
+    let url = db.url.clone();
 
     assert!(demo::create_database_if_missing(&url).await.unwrap());
     assert!(!demo::create_database_if_missing(&url).await.unwrap());
@@ -264,7 +243,7 @@ async fn demo_refuses_a_database_url_that_does_not_answer() {
     let stderr = demo.output("stderr");
     assert!(stderr.contains("DATABASE_URL"), "stderr: {stderr}");
     assert!(
-        !demo.dir.0.join(".demo-pg").exists(),
+        !demo.dir.path().join(".demo-pg").exists(),
         "no private cluster for an explicit URL"
     );
 }
@@ -273,12 +252,9 @@ async fn demo_refuses_a_database_url_that_does_not_answer() {
 #[tokio::test]
 async fn demo_creates_the_database_loads_it_and_serves() {
     // Arrange: a database name that does not exist yet, and a free HTTP port.
-    let name = unique_name("demo_e2e");
-    let url = url_with_db(&admin_url(), &name);
-    let _db = TestDb {
-        name: name.clone(),
-        url: url.clone(),
-    };
+    // Dropped (the database with it) at the end, whatever happens.
+    let db = TestDb::reserve("demo_e2e");
+    let url = db.url.clone();
     let port = devdb::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
 
@@ -336,5 +312,5 @@ async fn demo_creates_the_database_loads_it_and_serves() {
     // The demo created the database and loaded it.
     assert!(query_i64(&url, "SELECT count(*) FROM reviews").await > 0);
     assert!(query_i64(&url, "SELECT count(*) FROM characteristics").await > 0);
-    assert!(demo.dir.0.join(".demo-data").exists());
+    assert!(demo.dir.path().join(".demo-data").exists());
 }

@@ -4,9 +4,10 @@
 //! and refuses new ones (the database went away), `Hang` holds every byte and answers nothing (a
 //! black hole: a dead network path, a frozen server).
 
-use crate::helpers::{
-    post_review, seed_product, spawn_app, Proxy, ProxyMode, Reply, TestApp, TestDb,
-};
+use crate::helpers::app::{snapshot, spawn_app, TestApp, TestDb};
+use crate::helpers::proxy::{Proxy, ProxyMode};
+use crate::helpers::reply::{poll, Reply};
+use crate::helpers::seed::{post_review, review_body, seed_product};
 use std::time::{Duration, Instant};
 
 const UNAVAILABLE: &str = "Error: service unavailable";
@@ -45,7 +46,7 @@ fn assert_fast_503(what: &str, (reply, took): (Reply, Duration)) {
 /// Polls until /health and `list` answer 200 again; returns how long that took.
 async fn recovers(app: &TestApp, list: &str) -> Duration {
     let start = Instant::now();
-    let ok = crate::helpers::poll(RECOVERY, Duration::from_millis(100), || async {
+    let ok = poll(RECOVERY, Duration::from_millis(100), || async {
         app.get_reply("/health").await.status == 200 && app.get_reply(list).await.status == 200
     })
     .await;
@@ -71,7 +72,7 @@ async fn a_cut_database_is_a_fast_503_and_the_service_recovers() {
     assert_fast_503("/health", timed(app.get_reply("/health")).await);
     assert_fast_503("list", timed(app.get_reply(list)).await);
     assert_fast_503("meta", timed(app.get_reply("/reviews/100/meta")).await);
-    let body = crate::helpers::review_body(&product, 1, false, &[1]);
+    let body = review_body(&product, 1, false, &[1]);
     assert_fast_503("POST", timed(app.post_json("/reviews", &body)).await);
     let helpful = format!("/reviews/{}/helpful", review.review_id);
     assert_fast_503("helpful", timed(app.put(&helpful)).await);
@@ -144,9 +145,9 @@ async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() 
         )
         .await
         .unwrap();
-    let before = crate::helpers::snapshot(&client, false).await;
+    let before = snapshot(&client, false).await;
 
-    let body = crate::helpers::review_body(&product, 1, false, &[1]);
+    let body = review_body(&product, 1, false, &[1]);
     let post = app.post_json("/reviews", &body).await;
     let helpful = app
         .put(&format!("/reviews/{}/helpful", review.review_id))
@@ -160,7 +161,7 @@ async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() 
         assert!(reply.content_type.starts_with("text/plain"), "{what}");
     }
     // Tables only: a sequence a failed insert drew from is not rolled back.
-    assert_eq!(crate::helpers::snapshot(&client, false).await, before);
+    assert_eq!(snapshot(&client, false).await, before);
     assert_eq!(app.get_reply("/health").await.status, 200);
     client
         .batch_execute(

@@ -2,55 +2,20 @@
 //! real database. The expected rejects, rows and meta counters are computed here from the rows
 //! the test wrote, not copied from a run.
 
-use crate::helpers::{csv_quote, read_rejects, spawn_app, temp_dir, TestDb};
+use crate::dataset::Review;
+use crate::helpers::app::{spawn_app, temp_dir, TestDb};
+use crate::helpers::csv::{quote, read_rejects, review_row};
+use reviews_api::etl::dataset::CsvFile;
 use reviews_api::etl::load::{self, LoadArgs, LoadReport, Tuning};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Debug, PartialEq)]
-struct Review {
-    id: i32,
-    product_id: i32,
-    rating: i16,
-    date_ms: i64,
-    summary: String,
-    body: String,
-    recommend: bool,
-    reported: bool,
-    reviewer_name: String,
-    reviewer_email: String,
-    response: Option<String>,
-    helpfulness: i32,
-}
-
-impl Review {
-    fn csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.id,
-            self.product_id,
-            self.rating,
-            self.date_ms,
-            csv_quote(&self.summary),
-            csv_quote(&self.body),
-            self.recommend,
-            self.reported,
-            csv_quote(&self.reviewer_name),
-            csv_quote(&self.reviewer_email),
-            self.response
-                .as_deref()
-                .map(csv_quote)
-                .unwrap_or_else(|| "null".into()),
-            self.helpfulness
-        )
-    }
-}
+use tokio_postgres::types::FromSqlOwned;
 
 #[allow(clippy::too_many_arguments)]
 fn review(
     id: i32,
     product_id: i32,
-    rating: i16,
+    rating: i32,
     summary: &str,
     body: &str,
     recommend: bool,
@@ -67,8 +32,8 @@ fn review(
         body: body.into(),
         recommend,
         reported,
-        reviewer_name: format!("reviewer {id}"),
-        reviewer_email: format!("r{id}@example.com"),
+        name: format!("reviewer {id}"),
+        email: format!("r{id}@example.com"),
         response: response.map(Into::into),
         helpfulness,
     }
@@ -86,16 +51,16 @@ struct File<T> {
 }
 
 impl<T> File<T> {
-    fn new(name: &'static str, header: &str, crlf: bool) -> File<T> {
+    fn new(csv: CsvFile, crlf: bool) -> File<T> {
         let mut file = File {
-            name,
+            name: csv.name(),
             text: String::new(),
             line: 1,
             good: Vec::new(),
             bad: Vec::new(),
             crlf,
         };
-        file.push_line(header);
+        file.push_line(&csv.header());
         file
     }
 
@@ -120,6 +85,11 @@ impl<T> File<T> {
     fn write(&self, dir: &Path) {
         std::fs::write(dir.join(self.name), &self.text).unwrap();
     }
+
+    /// (file, good rows, bad rows).
+    fn count(&self) -> (&'static str, u64, u64) {
+        (self.name, self.good.len() as u64, self.bad.len() as u64)
+    }
 }
 
 struct Dataset {
@@ -131,7 +101,7 @@ struct Dataset {
 
 /// Every bad-row kind of docs/dataset.md, and the awkward text of real exports.
 fn dirty_dataset() -> Dataset {
-    let mut c = File::new("characteristics.csv", "id,product_id,name", false);
+    let mut c = File::new(CsvFile::Characteristics, false);
     for (id, product, name) in [(2, 1, "Length"), (1, 1, "Fit"), (3, 2, "Quality")] {
         c.good(
             (id, product, name.to_string()),
@@ -154,11 +124,7 @@ fn dirty_dataset() -> Dataset {
     c.good((7, 2, "Comfort".into()), "7,2,Comfort");
     c.good((4, 3, "Width".into()), "4,3,\"Width\"");
 
-    let mut r = File::new(
-        "reviews.csv",
-        "id,product_id,rating,date,summary,body,recommend,reported,reviewer_name,reviewer_email,response,helpfulness",
-        false,
-    );
+    let mut r = File::new(CsvFile::Reviews, false);
     let good = [
         // Out of id order; quotes, doubled quotes, commas, newlines, Unicode.
         review(
@@ -203,7 +169,7 @@ fn dirty_dataset() -> Dataset {
         review(21, 5, 4, "only reported", "b", true, true, None, 0),
     ];
     for g in &good[..4] {
-        r.good(g.clone(), &g.csv());
+        r.good(g.clone(), &review_row(g));
     }
     let base = "1596080481470,\"s\",\"b\",true,false,\"n\",\"e\",null,0";
     r.bad(
@@ -261,11 +227,11 @@ fn dirty_dataset() -> Dataset {
     );
     r.bad("", "wrong number of fields: 1 instead of 12");
     for g in &good[4..] {
-        r.good(g.clone(), &g.csv());
+        r.good(g.clone(), &review_row(g));
     }
 
     // CRLF line endings, photos out of id order.
-    let mut p = File::new("reviews_photos.csv", "id,review_id,url", true);
+    let mut p = File::new(CsvFile::Photos, true);
     for (id, review, url) in [
         (8, 1, "https://example.com/b.jpg?x=1&y=2,3"),
         (7, 1, "https://example.com/a \"quoted\".jpg"),
@@ -274,7 +240,7 @@ fn dirty_dataset() -> Dataset {
     ] {
         p.good(
             (id, review, url.to_string()),
-            &format!("{id},{review},{}", csv_quote(url)),
+            &format!("{id},{review},{}", quote(url)),
         );
     }
     p.bad(
@@ -289,11 +255,7 @@ fn dirty_dataset() -> Dataset {
     p.bad("12,x,\"u\"", "review_id: not a positive 32-bit integer");
     p.good((13, 16, "u".into()), "13,16,u");
 
-    let mut v = File::new(
-        "characteristic_reviews.csv",
-        "id,characteristic_id,review_id,value",
-        false,
-    );
+    let mut v = File::new(CsvFile::CharacteristicReviews, false);
     for (id, ch, rv, val) in [
         (1, 1, 1, 5),
         (2, 2, 1, 4),
@@ -338,28 +300,13 @@ impl Dataset {
         self.values.write(dir);
     }
 
+    /// (file, rows loaded, rows rejected) per file, in the order `load` reports them.
     fn counts(&self) -> Vec<(&'static str, u64, u64)> {
         vec![
-            (
-                self.characteristics.name,
-                self.characteristics.good.len() as u64,
-                self.characteristics.bad.len() as u64,
-            ),
-            (
-                self.reviews.name,
-                self.reviews.good.len() as u64,
-                self.reviews.bad.len() as u64,
-            ),
-            (
-                self.photos.name,
-                self.photos.good.len() as u64,
-                self.photos.bad.len() as u64,
-            ),
-            (
-                self.values.name,
-                self.values.good.len() as u64,
-                self.values.bad.len() as u64,
-            ),
+            self.characteristics.count(),
+            self.reviews.count(),
+            self.photos.count(),
+            self.values.count(),
         ]
     }
 
@@ -453,9 +400,9 @@ async fn load_tuned(db: &TestDb, dir: &Path, tuning: Tuning) -> anyhow::Result<L
     load::run_tuned(&db.settings(), &args, tuning).await
 }
 
-fn dataset_dir(name: &str, data: &Dataset) -> PathBuf {
+fn dataset_dir(name: &str, data: &Dataset) -> tempfile::TempDir {
     let dir = temp_dir(name);
-    data.write(&dir);
+    data.write(dir.path());
     dir
 }
 
@@ -472,14 +419,14 @@ async fn reviews_in(client: &tokio_postgres::Client) -> Vec<Review> {
         .map(|row| Review {
             id: row.get(0),
             product_id: row.get(1),
-            rating: row.get(2),
+            rating: row.get::<_, i16>(2).into(),
             date_ms: row.get(3),
             summary: row.get(4),
             body: row.get(5),
             recommend: row.get(6),
             reported: row.get(7),
-            reviewer_name: row.get(8),
-            reviewer_email: row.get(9),
+            name: row.get(8),
+            email: row.get(9),
             response: row.get(10),
             helpfulness: row.get(11),
         })
@@ -517,7 +464,8 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
     // Arrange
     let db = TestDb::new().await;
     let data = dirty_dataset();
-    let dir = dataset_dir("dirty", &data);
+    let folder = dataset_dir("dirty", &data);
+    let dir = folder.path();
     // A product.csv belongs to another service and must be ignored, even when it is garbage.
     std::fs::write(dir.join("product.csv"), "not,a\n\"valid file").unwrap();
 
@@ -525,7 +473,7 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
     let shape_before = schema_shape(&client).await;
 
     // Act
-    let report = load_tuned(&db, &dir, tuning)
+    let report = load_tuned(&db, dir, tuning)
         .await
         .expect("load succeeds despite bad rows");
 
@@ -562,63 +510,21 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
     let mut want = data.reviews.good.clone();
     want.sort_by_key(|r| r.id);
     assert_eq!(reviews_in(&client).await, want);
-    let null_response: Option<String> = client
-        .query_one("SELECT response FROM reviews WHERE id = 2", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(null_response, None);
-    let text_null: Option<String> = client
-        .query_one("SELECT response FROM reviews WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let response = "SELECT response FROM reviews WHERE id =";
+    assert_eq!(
+        one::<Option<String>>(&client, &format!("{response} 2")).await,
+        None
+    );
+    let text_null: Option<String> = one(&client, &format!("{response} 1")).await;
     assert_eq!(text_null.as_deref(), Some("null"));
 
-    let rows = client
-        .query(
-            "SELECT id, product_id, name FROM characteristics ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(i32, i32, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let mut want = data.characteristics.good.clone();
-    want.sort();
-    assert_eq!(got, want);
-
-    let rows = client
-        .query(
-            "SELECT id, review_id, url FROM reviews_photos ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(i32, i32, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let mut want = data.photos.good.clone();
-    want.sort();
-    assert_eq!(got, want);
-
-    let rows = client
-        .query(
-            "SELECT id, characteristic_id, review_id, value FROM characteristic_reviews ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(i32, i32, i32, i16)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    let mut want = data.values.good.clone();
-    want.sort();
-    assert_eq!(got, want);
+    let sql = "SELECT id, product_id, name FROM characteristics ORDER BY id";
+    assert_rows(&client, sql, &data.characteristics.good).await;
+    let sql = "SELECT id, review_id, url FROM reviews_photos ORDER BY id";
+    assert_rows(&client, sql, &data.photos.good).await;
+    let sql =
+        "SELECT id, characteristic_id, review_id, value FROM characteristic_reviews ORDER BY id";
+    assert_rows(&client, sql, &data.values.good).await;
 
     // Each review's photos column, and the document built from it.
     for r in &data.reviews.good {
@@ -685,15 +591,7 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
 
     // New rows get ids above the loaded ones.
     let max = max_id(&client, "reviews").await;
-    let id: i32 = client
-        .query_one(
-            "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, reviewer_name, \
-             reviewer_email) VALUES (1, 5, 0, 'b', true, 'n', 'e') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id: i32 = one(&client, INSERT_REVIEW).await;
     assert_eq!(id, max + 1);
     assert_eq!(max, data.reviews.good.iter().map(|r| r.id).max().unwrap());
     for (table, insert) in [
@@ -705,46 +603,29 @@ async fn dirty_load(tuning: Tuning) -> (TestDb, LoadReport) {
         ),
     ] {
         let max = max_id(&client, table).await;
-        let id: i32 = client.query_one(insert, &[]).await.unwrap().get(0);
+        let id: i32 = one(&client, insert).await;
         assert_eq!(id, max + 1, "{table}");
     }
 
     // No staging is left behind.
-    let staging: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'reviews_load'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(staging, 0);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(one::<i64>(&client, STAGING_SCHEMAS).await, 0);
     (db, report)
 }
 
 /// A clean dataset of `n` reviews over a few products, distinct from the dirty one.
 fn clean_dataset(n: i32, tag: &str) -> Dataset {
-    let mut c = File::new("characteristics.csv", "id,product_id,name", false);
+    let mut c = File::new(CsvFile::Characteristics, false);
     for p in 1..=3 {
         c.good((p, p, "Fit".into()), &format!("{p},{p},\"Fit\""));
     }
-    let mut r = File::new(
-        "reviews.csv",
-        "id,product_id,rating,date,summary,body,recommend,reported,reviewer_name,reviewer_email,response,helpfulness",
-        false,
-    );
-    let mut v = File::new(
-        "characteristic_reviews.csv",
-        "id,characteristic_id,review_id,value",
-        false,
-    );
+    let mut r = File::new(CsvFile::Reviews, false);
+    let mut v = File::new(CsvFile::CharacteristicReviews, false);
     for id in 1..=n {
         let product = id % 3 + 1;
         let g = review(
             id,
             product,
-            (id % 5 + 1) as i16,
+            id % 5 + 1,
             tag,
             tag,
             id % 2 == 0,
@@ -752,14 +633,14 @@ fn clean_dataset(n: i32, tag: &str) -> Dataset {
             None,
             id,
         );
-        r.good(g.clone(), &g.csv());
+        r.good(g.clone(), &review_row(&g));
         v.good(
             (id, product, id, (id % 5 + 1) as i16),
             &format!("{id},{product},{id},{}", id % 5 + 1),
         );
     }
-    let mut p = File::new("reviews_photos.csv", "id,review_id,url", false);
-    p.good((1, 1, tag.into()), &format!("1,1,{}", csv_quote(tag)));
+    let mut p = File::new(CsvFile::Photos, false);
+    p.good((1, 1, tag.into()), &format!("1,1,{}", quote(tag)));
     Dataset {
         characteristics: c,
         reviews: r,
@@ -775,7 +656,7 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     let client = db.client().await;
     let first = clean_dataset(40, "first");
     let first_dir = dataset_dir("first", &first);
-    load_from(&db, &first_dir).await.expect("first load");
+    load_from(&db, first_dir.path()).await.expect("first load");
     let snapshot = || async {
         let row = client
             .query_one(
@@ -796,21 +677,29 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
     assert_eq!(before.2, 40);
 
     // Act + Assert: a missing file fails before anything changes.
-    let broken = dataset_dir("missing", &clean_dataset(10, "broken"));
-    std::fs::remove_file(broken.join("reviews_photos.csv")).unwrap();
-    let err = load_from(&db, &broken)
+    let broken_dir = dataset_dir("missing", &clean_dataset(10, "broken"));
+    let broken = broken_dir.path();
+    std::fs::remove_file(broken.join(CsvFile::Photos.name())).unwrap();
+    let err = load_from(&db, broken)
         .await
         .expect_err("a missing file is an error");
-    assert!(format!("{err:#}").contains("reviews_photos.csv"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains(CsvFile::Photos.name()),
+        "{err:#}"
+    );
     assert_eq!(snapshot().await, before);
 
     // Rejects aimed at an input file would destroy it: refused, and the file is intact.
     let args = LoadArgs {
-        dir: broken.clone(),
-        rejects: Some(broken.join("reviews.csv")),
+        dir: broken.to_path_buf(),
+        rejects: Some(broken.join(CsvFile::Reviews.name())),
     };
-    std::fs::write(broken.join("reviews_photos.csv"), "id,review_id,url\n").unwrap();
-    let reviews_before = std::fs::read(broken.join("reviews.csv")).unwrap();
+    std::fs::write(
+        broken.join(CsvFile::Photos.name()),
+        CsvFile::Photos.header() + "\n",
+    )
+    .unwrap();
+    let reviews_before = std::fs::read(broken.join(CsvFile::Reviews.name())).unwrap();
     let err = load::run(&db.settings(), &args)
         .await
         .expect_err("rejects over an input is an error");
@@ -819,19 +708,20 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
         "{err:#}"
     );
     assert_eq!(
-        std::fs::read(broken.join("reviews.csv")).unwrap(),
+        std::fs::read(broken.join(CsvFile::Reviews.name())).unwrap(),
         reviews_before
     );
     assert_eq!(snapshot().await, before);
 
     // A wrong header too.
-    let bad_header = dataset_dir("header", &clean_dataset(10, "header"));
+    let bad_header_dir = dataset_dir("header", &clean_dataset(10, "header"));
+    let bad_header = bad_header_dir.path();
     std::fs::write(
-        bad_header.join("characteristics.csv"),
+        bad_header.join(CsvFile::Characteristics.name()),
         "id,product,name\n1,1,\"Fit\"\n",
     )
     .unwrap();
-    let err = load_from(&db, &bad_header)
+    let err = load_from(&db, bad_header)
         .await
         .expect_err("a wrong header is an error");
     assert!(format!("{err:#}").contains("wrong header"), "{err:#}");
@@ -843,27 +733,21 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
         .batch_execute("CREATE VIEW pinned AS SELECT id FROM reviews")
         .await
         .unwrap();
-    let err = load_from(&db, &bad_header_fixed(&bad_header))
+    let err = load_from(&db, &bad_header_fixed(bad_header))
         .await
         .expect_err("swap fails");
     assert!(format!("{err:#}").contains("swap"), "{err:#}");
     assert_eq!(snapshot().await, before);
-    let staging: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'reviews_load'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(staging, 0);
+    assert_eq!(one::<i64>(&client, STAGING_SCHEMAS).await, 0);
     client.batch_execute("DROP VIEW pinned").await.unwrap();
 
     // A second successful load replaces the first entirely.
     let second = clean_dataset(25, "second");
     let second_dir = dataset_dir("second", &second);
-    let report = load_from(&db, &second_dir).await.expect("second load");
-    assert_eq!(report.file("reviews.csv").unwrap().loaded, 25);
+    let report = load_from(&db, second_dir.path())
+        .await
+        .expect("second load");
+    assert_eq!(report.file(CsvFile::Reviews.name()).unwrap().loaded, 25);
     assert_eq!(reviews_in(&client).await, second.reviews.good);
     let photos: Vec<String> = client
         .query("SELECT url FROM reviews_photos", &[])
@@ -873,26 +757,10 @@ async fn a_failed_load_changes_nothing_and_a_second_load_replaces_the_first() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(photos, vec!["second".to_string()]);
-    let values: i64 = client
-        .query_one("SELECT count(*) FROM characteristic_reviews", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let values: i64 = one(&client, "SELECT count(*) FROM characteristic_reviews").await;
     assert_eq!(values, 25);
-    let id: i32 = client
-        .query_one(
-            "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, reviewer_name, \
-             reviewer_email) VALUES (1, 5, 0, 'b', true, 'n', 'e') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let id: i32 = one(&client, INSERT_REVIEW).await;
     assert_eq!(id, 26);
-
-    for dir in [first_dir, broken, bad_header, second_dir] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 /// The directory again with a correct characteristics.csv.
@@ -901,12 +769,50 @@ fn bad_header_fixed(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// A row of a loaded table as the test's tuple, read column by column.
+trait FromRow {
+    fn from_row(row: &tokio_postgres::Row) -> Self;
+}
+
+impl FromRow for (i32, i32, String) {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        (row.get(0), row.get(1), row.get(2))
+    }
+}
+
+impl FromRow for (i32, i32, i32, i16) {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    }
+}
+
+/// Asserts that `sql` returns exactly the `good` rows, in sorted order.
+async fn assert_rows<T: FromRow + Ord + Clone + std::fmt::Debug>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    good: &[T],
+) {
+    let rows = client.query(sql, &[]).await.unwrap();
+    let got: Vec<T> = rows.iter().map(T::from_row).collect();
+    let mut want = good.to_vec();
+    want.sort();
+    assert_eq!(got, want, "{sql}");
+}
+
+/// The one value the one row of `sql` holds.
+async fn one<T: FromSqlOwned>(client: &tokio_postgres::Client, sql: &str) -> T {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// How many staging schemas a load left behind.
+const STAGING_SCHEMAS: &str = "SELECT count(*) FROM pg_namespace WHERE nspname = 'reviews_load'";
+
+/// A review inserted the way POST /reviews inserts one (its id from the sequence).
+const INSERT_REVIEW: &str = "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, \
+     reviewer_name, reviewer_email) VALUES (1, 5, 0, 'b', true, 'n', 'e') RETURNING id";
+
 async fn max_id(client: &tokio_postgres::Client, table: &str) -> i32 {
-    client
-        .query_one(&format!("SELECT max(id) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    one(client, &format!("SELECT max(id) FROM {table}")).await
 }
 
 /// Everything about the public tables' definitions, as text, for comparison.

@@ -1,7 +1,8 @@
 //! /metrics: request durations by route template (never the raw path), method and status class,
 //! statement durations by statement, the wait for a connection, and the older counters.
 
-use crate::helpers::{post_review, seed_product, spawn_app, TestDb};
+use crate::helpers::app::{spawn_app, TestDb};
+use crate::helpers::seed::{post_review, seed_product};
 
 #[tokio::test]
 async fn requests_and_statements_are_timed_by_template_and_name() {

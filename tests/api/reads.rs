@@ -2,7 +2,8 @@
 //! `load` path, against the independent model of `dataset.rs`.
 
 use crate::dataset::Dataset;
-use crate::helpers::{spawn_app, TestApp, TestDb};
+use crate::helpers::app::{spawn_app, temp_dir, TestApp, TestDb};
+use reviews_api::etl::dataset::CsvFile;
 use reviews_api::etl::load::{self, LoadArgs};
 
 const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
@@ -11,48 +12,46 @@ const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
 async fn loaded(cache: bool) -> (TestDb, TestApp, Dataset) {
     let db = TestDb::new().await;
     let data = Dataset::build(30, 7);
-    let dir = std::env::temp_dir().join(format!("{}-csv", db.name));
-    data.write(&dir);
+    let folder = temp_dir("csv");
+    let dir = folder.path();
+    data.write(dir);
     let mut settings = db.settings();
     settings.cache.enabled = cache;
     let report = load::run(
         &settings,
         &LoadArgs {
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             rejects: Some(dir.join("rejects.csv")),
         },
     )
     .await
     .expect("load");
-    let counts = |file: &str| {
+    let counts = |file: CsvFile| {
         report
-            .files
-            .iter()
-            .find(|f| f.file == file)
+            .file(file.name())
             .map(|f| (f.loaded, f.rejected))
-            .unwrap_or_else(|| panic!("no report for {file}"))
+            .unwrap_or_else(|| panic!("no report for {}", file.name()))
     };
     assert_eq!(
-        counts("reviews.csv"),
+        counts(CsvFile::Reviews),
         (data.reviews.len() as u64, data.bad_reviews.len() as u64)
     );
     assert_eq!(
-        counts("reviews_photos.csv"),
+        counts(CsvFile::Photos),
         (data.photos.len() as u64, data.bad_photos.len() as u64)
     );
     assert_eq!(
-        counts("characteristics.csv"),
+        counts(CsvFile::Characteristics),
         (
             data.characteristics.len() as u64,
             data.bad_characteristics.len() as u64
         )
     );
     assert_eq!(
-        counts("characteristic_reviews.csv"),
+        counts(CsvFile::CharacteristicReviews),
         (data.values.len() as u64, data.bad_values.len() as u64)
     );
     let app = spawn_app(settings).await;
-    std::fs::remove_dir_all(&dir).ok();
     (db, app, data)
 }
 

@@ -1,7 +1,9 @@
 //! Reads share their worker's lanes (src/db/shared.rs): many in flight on one connection, each
 //! with its own answer, and a lane whose connection hangs is replaced, not reused.
 
-use crate::helpers::{post_review, seed_product, spawn_app, TestApp, TestDb};
+use crate::helpers::app::{spawn_app, TestApp, TestDb};
+use crate::helpers::reply::listed_ids;
+use crate::helpers::seed::{post_review, seed_product};
 use reviews_api::db::sql;
 use std::time::{Duration, Instant};
 
@@ -133,7 +135,7 @@ async fn a_hung_lane_is_a_fast_503_and_its_connection_is_never_used_again() {
     post_review(&app, &product, 3, false, &[1]).await;
     let reply = app.get_reply("/reviews/7/list?count=10").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(crate::helpers::listed_ids(&reply.body).len(), 3);
+    assert_eq!(listed_ids(&reply.body).len(), 3);
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "{:?}",

@@ -2,9 +2,10 @@
 //! every rejection of docs/api.md (and that it changes nothing), concurrency, a statement that fails
 //! half-way, and `verify`. The cache is off here: these tests are about the database path.
 
-use crate::helpers::{
-    average, created_id, expected_meta, listed_ids, post_review, review_body, seed_product,
-    snapshot, spawn_app, Posted, TestApp, TestDb,
+use crate::helpers::app::{snapshot, spawn_app, TestApp, TestDb};
+use crate::helpers::reply::{created_id, listed_ids};
+use crate::helpers::seed::{
+    average, expected_meta, post_review, review_body, seed_product, Posted,
 };
 use futures_util::future::join_all;
 use serde_json::{json, Value};

@@ -1,0 +1,192 @@
+//! Throwaway databases and folders, and the real application on a random port.
+
+use reviews_api::config::Settings;
+use reviews_api::startup::Application;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The server the tests create their databases on: TEST_DATABASE_URL; else the usual server at
+/// 127.0.0.1:5432; else, so that `cargo test` passes on a machine where none runs, a private
+/// cluster started from the machine's PostgreSQL binaries, exactly as `demo` does. It is left
+/// running for the next test run to reuse.
+pub fn admin_url() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url;
+        }
+        let usual = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+        if std::net::TcpStream::connect_timeout(&usual, std::time::Duration::from_secs(2)).is_ok() {
+            return "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+        }
+        // Under /tmp: as root the cluster runs as the postgres user, which must reach the folder.
+        let dir = std::env::temp_dir().join("reviews-api-test-pg");
+        let cluster = reviews_api::devdb::DevCluster::start(&dir)
+            .expect("no PostgreSQL at 127.0.0.1:5432 and no private cluster could start");
+        let url = cluster.url.clone();
+        std::mem::forget(cluster);
+        url
+    })
+    .clone()
+}
+
+/// A uniquely named database, schema applied, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let db = TestDb::reserve("test");
+        let admin = reviews_api::db::connect(&admin_url())
+            .await
+            .expect("admin connection");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", db.name))
+            .await
+            .expect("create test database");
+        reviews_api::db::migrate(&db.client().await)
+            .await
+            .expect("migrate");
+        db
+    }
+
+    /// A unique database name on the test server (`reviews_LABEL_...`) and its URL, for a test
+    /// that has the database created some other way; not created here, but dropped like any.
+    pub fn reserve(label: &str) -> TestDb {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "reviews_{label}_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = reviews_api::demo::with_dbname(&admin_url(), &name);
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        reviews_api::db::connect(&self.url)
+            .await
+            .expect("test db connection")
+    }
+
+    /// Settings pointing at this database, serving on a random port.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::defaults();
+        settings.database.url = self.url.clone();
+        settings.server.port = 0;
+        settings.server.workers = 2;
+        settings.database.pool_size = 8;
+        settings
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context guarantees: use a private runtime on a plain thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(admin) = reviews_api::db::connect(&admin_url()).await {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Starts the real application on a random port against `settings`' database.
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    let app = Application::build(settings).await.expect("build app");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Every public table's row count and rows, and optionally every sequence's last value: equal
+/// snapshots mean the database did not change.
+pub async fn snapshot(client: &tokio_postgres::Client, with_sequences: bool) -> Vec<String> {
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("list tables");
+    assert!(tables.len() >= 5, "the schema's tables");
+    let mut out = Vec::new();
+    for table in tables {
+        let name: String = table.get(0);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM \"{name}\" t"
+                ),
+                &[],
+            )
+            .await
+            .expect("snapshot table");
+        out.push(format!(
+            "{name}: {} rows\n{}",
+            row.get::<_, i64>(0),
+            row.get::<_, String>(1)
+        ));
+    }
+    if with_sequences {
+        for row in client
+            .query(
+                "SELECT schemaname || '.' || sequencename || ' = ' || coalesce(last_value::text, 'unused')
+                   FROM pg_sequences ORDER BY 1",
+                &[],
+            )
+            .await
+            .expect("sequences")
+        {
+            out.push(row.get(0));
+        }
+    }
+    out
+}
+
+/// A fresh folder under the system's temporary folder, removed when dropped. Open to all (0755):
+/// as root, a private cluster inside it runs as `postgres`, which must reach it.
+pub fn temp_dir(label: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!("reviews-api-test-{label}-"))
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .expect("create a temporary folder")
+}
