@@ -123,7 +123,8 @@ fn is_url(s: &str) -> bool {
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
     rest.is_some_and(|host| !host.is_empty())
-        && s.len() <= 2048
+        // Characters, as docs/api.md counts every length (a URL may hold non-ASCII text).
+        && s.chars().count() <= 2048
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -266,6 +267,12 @@ mod tests {
             parse(&v).is_ok(),
             "a URL of exactly 2048 characters is allowed"
         );
+        // Counted in characters, not bytes: 2048 characters of which most take two bytes.
+        let wide = format!("https://x.example/{}", "é".repeat(2048 - 18));
+        v["photos"] = json!([wide.clone()]);
+        assert!(parse(&v).is_ok(), "2048 characters in {} bytes", wide.len());
+        v["photos"] = json!([format!("{wide}é")]);
+        assert_eq!(field_of(&v), "photos", "2049 characters");
     }
 
     #[test]
