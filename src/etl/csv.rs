@@ -60,6 +60,7 @@ struct Field {
 
 /// One record, borrowed from the reader until the next call.
 pub struct Record<'a> {
+    /// The byte offset in the input where the record starts (for [`Record::span`]).
     offset: u64,
     raw: &'a [u8],
     fields: &'a [Field],
@@ -72,11 +73,6 @@ impl<'a> Record<'a> {
     /// The physical line (1-based, the header is line 1) where the record starts.
     pub fn line(&self) -> u64 {
         self.line
-    }
-
-    /// The byte offset in the input where the record starts.
-    pub fn offset(&self) -> u64 {
-        self.offset
     }
 
     /// The record as it stands in the file, without its line terminator.

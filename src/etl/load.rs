@@ -14,12 +14,13 @@
 //!    product_meta counter. Measured at full size, doing it in SQL after the COPY cost three
 //!    minutes (an INSERT ... SELECT rewriting 5.8 million reviews, two aggregations over 19
 //!    million values), more than the plain COPY of all four files; here it costs seconds. What
-//!    PostgreSQL must still do is compute the generated documents (`doc`), 10 to 16 µs per review
-//!    with the SQL function of schema.sql: the reviews stream on one connection (COPY FREEZE)
-//!    while everything else (the other three files, product_meta, their indexes) goes on a
-//!    second one, and when the second is done the reviews COPY commits and both connections copy
-//!    the rest of the reviews side by side (VACUUM then sets those pages all-visible), then build
-//!    the reviews' indexes side by side: both cores stay busy to the end.
+//!    PostgreSQL must still do is compute the generated documents (`doc`), about 4.6 µs per
+//!    review with the plpgsql review_doc of schema.sql, about 27 s of server CPU for the 5.77
+//!    million reviews of a full load (77.4 s in all, README): the reviews stream on one
+//!    connection (COPY FREEZE) while everything else (the other three files, product_meta, their
+//!    indexes) goes on a second one, and when the second is done the reviews COPY commits and both
+//!    connections copy the rest of the reviews side by side (VACUUM then sets those pages
+//!    all-visible), then build the reviews' indexes side by side: both cores stay busy to the end.
 //!    To embed its photos a review must be written after reviews_photos.csv is read, and photos
 //!    must be checked against the reviews: reviews.csv is read twice, first to check it, then to
 //!    send it. A photo's URL is not kept in memory but read back from its file by offset (the
