@@ -32,6 +32,7 @@
 use crate::config::Settings;
 use crate::db;
 use crate::etl::csv::{self, Reader, Record};
+use crate::etl::dataset::CsvFile;
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
@@ -120,55 +121,6 @@ const LOAD_LOCK: i64 = 7266;
 /// and how often it tries. Waiting for the exclusive locks queues every new reader behind it.
 const SWAP_LOCK_TIMEOUT: &str = "2s";
 const SWAP_TRIES: u32 = 10;
-
-/// The four files, in the order they are checked: each is checked against the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Characteristics,
-    Reviews,
-    Photos,
-    Values,
-}
-
-impl Kind {
-    const ORDER: [Kind; 4] = [
-        Kind::Characteristics,
-        Kind::Reviews,
-        Kind::Photos,
-        Kind::Values,
-    ];
-
-    fn file(self) -> &'static str {
-        match self {
-            Kind::Characteristics => "characteristics.csv",
-            Kind::Reviews => "reviews.csv",
-            Kind::Photos => "reviews_photos.csv",
-            Kind::Values => "characteristic_reviews.csv",
-        }
-    }
-
-    fn header(self) -> &'static [&'static str] {
-        match self {
-            Kind::Characteristics => &["id", "product_id", "name"],
-            Kind::Reviews => &[
-                "id",
-                "product_id",
-                "rating",
-                "date",
-                "summary",
-                "body",
-                "recommend",
-                "reported",
-                "reviewer_name",
-                "reviewer_email",
-                "response",
-                "helpfulness",
-            ],
-            Kind::Photos => &["id", "review_id", "url"],
-            Kind::Values => &["id", "characteristic_id", "review_id", "value"],
-        }
-    }
-}
 
 /// The staging tables, each filled by one COPY in a transaction that first truncates it: a
 /// table emptied in the same transaction may be copied with FREEZE, so its rows are written
@@ -476,10 +428,10 @@ async fn stage_and_swap(
     let reports = reports.files;
     // What PostgreSQL says it copied is what was checked good.
     for (table, file) in [
-        (Table::Characteristics, Kind::Characteristics),
-        (Table::Reviews, Kind::Reviews),
-        (Table::Photos, Kind::Photos),
-        (Table::Values, Kind::Values),
+        (Table::Characteristics, CsvFile::Characteristics),
+        (Table::Reviews, CsvFile::Reviews),
+        (Table::Photos, CsvFile::Photos),
+        (Table::Values, CsvFile::CharacteristicReviews),
     ] {
         let rows: u64 = copied
             .borrow()
@@ -489,12 +441,12 @@ async fn stage_and_swap(
             .sum();
         let loaded = reports
             .iter()
-            .find(|r| r.file == file.file())
+            .find(|r| r.file == file.name())
             .map_or(0, |r| r.loaded);
         anyhow::ensure!(
             rows == loaded,
             "{}: {loaded} rows checked good but PostgreSQL copied {rows}",
-            file.file()
+            file.name()
         );
     }
     timeline
@@ -649,7 +601,7 @@ fn print_summary(report: &LoadReport) {
 // Input files
 
 struct Input {
-    kind: Kind,
+    kind: CsvFile,
     size: u64,
     /// A second handle on the same open file: reviews.csv is read again from the start, and
     /// photo URLs are read back by offset. Never reopened by name, so a file swapped in the
@@ -662,10 +614,10 @@ type Inputs = Vec<Input>;
 
 /// Opens the four files and reads their headers; any problem is an error before any change.
 fn open_inputs(dir: &Path) -> anyhow::Result<Inputs> {
-    Kind::ORDER
+    CsvFile::ALL
         .iter()
         .map(|&kind| {
-            let path = dir.join(kind.file());
+            let path = dir.join(kind.name());
             let file =
                 File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -676,7 +628,7 @@ fn open_inputs(dir: &Path) -> anyhow::Result<Inputs> {
             let header = reader
                 .next_record()
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let expected = kind.header();
+            let expected = kind.columns();
             let ok = match &header {
                 Some(h) => {
                     h.error().is_none()
@@ -692,7 +644,7 @@ fn open_inputs(dir: &Path) -> anyhow::Result<Inputs> {
                 anyhow::bail!(
                     "{}: wrong header: expected `{}`, found `{found}`",
                     path.display(),
-                    expected.join(",")
+                    kind.header()
                 );
             }
             Ok(Input {
@@ -717,7 +669,7 @@ fn refuse_to_overwrite_an_input(inputs: &Inputs, rejects: &Path) -> anyhow::Resu
             !(meta.dev() == target.dev() && meta.ino() == target.ino()),
             "the rejects file {} is {}, an input of the load",
             rejects.display(),
-            input.kind.file()
+            input.kind.name()
         );
     }
     Ok(())
@@ -940,21 +892,24 @@ fn parse_all(
     };
 
     let (chars_report, _) = check_file(chars, &mut state, &mut rejects, &progress, &other)?;
-    lap("check characteristics.csv", &mut phases);
+    lap(
+        &format!("check {}", CsvFile::Characteristics.name()),
+        &mut phases,
+    );
     // First reading of reviews.csv: checks only, nothing is sent.
     let reviews_size = reviews_in.size;
     let mut reviews_again = reviews_in.file.try_clone()?;
     let (reviews_report, accepted) =
         check_file(reviews_in, &mut state, &mut rejects, &progress, &other)?;
-    lap("check reviews.csv", &mut phases);
+    lap(&format!("check {}", CsvFile::Reviews.name()), &mut phases);
     let photos_file = photos.file.try_clone()?;
     let (photos_report, _) = check_file(photos, &mut state, &mut rejects, &progress, &other)?;
     let mut photos_by_review = std::mem::take(&mut state.photos_by_review);
     photos_by_review.sort_unstable_by_key(|p| (p.review, p.id));
-    lap("check reviews_photos.csv", &mut phases);
+    lap(&format!("check {}", CsvFile::Photos.name()), &mut phases);
 
     // Second reading, on its own thread and connection, while this thread checks the values.
-    let bar = progress.bar("reviews.csv (copy)".into(), reviews_size);
+    let bar = progress.bar(format!("{} (copy)", CsvFile::Reviews.name()), reviews_size);
     let sender = std::thread::Builder::new()
         .name("load-reviews".into())
         .spawn(move || -> anyhow::Result<(u64, Instant, Instant)> {
@@ -976,16 +931,24 @@ fn parse_all(
 
     let (values_report, _) = check_file(values, &mut state, &mut rejects, &progress, &other)?;
     rejects.finish()?;
-    lap("check characteristic_reviews.csv", &mut phases);
+    lap(
+        &format!("check {}", CsvFile::CharacteristicReviews.name()),
+        &mut phases,
+    );
     send_meta(&state, &other)?;
     lap("send product_meta", &mut phases);
     let (sent, start, end) = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the reviews thread panicked"))??;
-    phases.push(("parse: send reviews.csv (2nd reading)".into(), start, end));
+    phases.push((
+        format!("parse: send {} (2nd reading)", CsvFile::Reviews.name()),
+        start,
+        end,
+    ));
     anyhow::ensure!(
         sent == reviews_report.loaded,
-        "reviews.csv: {} rows checked but {sent} sent",
+        "{}: {} rows checked but {sent} sent",
+        CsvFile::Reviews.name(),
         reviews_report.loaded
     );
     if !progress.bars.is_hidden() {
@@ -1021,26 +984,26 @@ fn check_file(
         mut reader,
         ..
     } = input;
-    let sends = kind != Kind::Reviews;
+    let sends = kind != CsvFile::Reviews;
     let label = if sends {
-        kind.file().to_string()
+        kind.name().to_string()
     } else {
-        "reviews.csv (check)".to_string()
+        format!("{} (check)", kind.name())
     };
     let bar = progress.bar(label, size);
     let mut out = CopyEncoder::new();
     let mut accepted = Bits::default();
     let mut report = FileReport {
-        file: kind.file(),
+        file: kind.name(),
         loaded: 0,
         rejected: 0,
     };
-    let expected = kind.header().len();
+    let expected = kind.columns().len();
     let mut ordinal = 0usize;
     loop {
         let record = reader
             .next_record()
-            .with_context(|| format!("cannot read {}", kind.file()))?;
+            .with_context(|| format!("cannot read {}", kind.name()))?;
         let Some(record) = record else { break };
         match check_shape(&record, expected)
             .and_then(|()| check_row(kind, &record, state, &mut out))
@@ -1053,7 +1016,7 @@ fn check_file(
             }
             Err(reason) => {
                 report.rejected += 1;
-                rejects.write(kind.file(), record.line(), &reason, record.raw())?;
+                rejects.write(kind.name(), record.line(), &reason, record.raw())?;
             }
         }
         ordinal += 1;
@@ -1094,7 +1057,10 @@ fn send_reviews(
     let mut url = Vec::with_capacity(256);
     let mut ordinal = 0usize;
     let mut sent = 0u64;
-    while let Some(r) = reader.next_record().context("cannot read reviews.csv")? {
+    while let Some(r) = reader
+        .next_record()
+        .with_context(|| format!("cannot read {}", CsvFile::Reviews.name()))?
+    {
         let take = accepted.get(ordinal);
         ordinal += 1;
         if !take {
@@ -1102,7 +1068,8 @@ fn send_reviews(
         }
         let review = parse_review(&r).map_err(|reason| {
             anyhow::anyhow!(
-                "reviews.csv changed while loading: line {} now fails: {reason}",
+                "{} changed while loading: line {} now fails: {reason}",
+                CsvFile::Reviews.name(),
                 r.line()
             )
         })?;
@@ -1156,7 +1123,7 @@ fn photos_json(
     {
         let raw = photos_file
             .read(photo.offset, photo.len as usize)
-            .context("cannot read reviews_photos.csv again")?;
+            .with_context(|| format!("cannot read {} again", CsvFile::Photos.name()))?;
         let value: &[u8] = if photo.doubled {
             url.clear();
             csv::unescape(raw, url);
@@ -1429,13 +1396,13 @@ fn parse_review(r: &Record<'_>) -> Result<ParsedReview, String> {
 /// Checks one row of `kind` against the files before it and, when it is good, records it in
 /// `state` and (but for reviews, sent later) encodes it in `out`.
 fn check_row(
-    kind: Kind,
+    kind: CsvFile,
     r: &Record<'_>,
     state: &mut State,
     out: &mut CopyEncoder,
 ) -> Result<(), String> {
     match kind {
-        Kind::Characteristics => {
+        CsvFile::Characteristics => {
             let id = id_field(r, 0, "id")?;
             let product_id = id_field(r, 1, "product_id")?;
             if state.char_slots.get(id).is_some() {
@@ -1457,7 +1424,7 @@ fn check_row(
             out.int4(product_id);
             out.text(r.field(2));
         }
-        Kind::Reviews => {
+        CsvFile::Reviews => {
             let review = parse_review(r)?;
             if state.reviews.get(review.id).is_some() {
                 return Err(duplicate(review.id));
@@ -1471,7 +1438,7 @@ fn check_row(
                 product.recommended[usize::from(review.recommend)] += 1;
             }
         }
-        Kind::Photos => {
+        CsvFile::Photos => {
             let id = id_field(r, 0, "id")?;
             let review_id = id_field(r, 1, "review_id")?;
             if state.photos.contains(id) {
@@ -1494,7 +1461,7 @@ fn check_row(
             out.int4(review_id);
             out.text(r.field(2));
         }
-        Kind::Values => {
+        CsvFile::CharacteristicReviews => {
             let id = id_field(r, 0, "id")?;
             let characteristic_id = id_field(r, 1, "characteristic_id")?;
             let review_id = id_field(r, 2, "review_id")?;
@@ -1505,7 +1472,8 @@ fn check_row(
             let Some(slot) = state.char_slots.get(characteristic_id) else {
                 return Err(format!(
                     "characteristic {characteristic_id} does not exist \
-                     (not in characteristics.csv, or rejected there)"
+                     (not in {}, or rejected there)",
+                    CsvFile::Characteristics.name()
                 ));
             };
             let Some(review_product) = state.reviews.get(review_id) else {
@@ -1539,7 +1507,10 @@ fn duplicate(id: i32) -> String {
 }
 
 fn missing_review(review_id: i32) -> String {
-    format!("review {review_id} does not exist (not in reviews.csv, or rejected there)")
+    format!(
+        "review {review_id} does not exist (not in {}, or rejected there)",
+        CsvFile::Reviews.name()
+    )
 }
 
 /// A reason naming the field and quoting (a bounded prefix of) its value.
