@@ -78,126 +78,32 @@ pub(super) async fn stage_and_swap(
     let parser =
         tokio::task::spawn_blocking(move || parse_all(inputs, rejects, reviews_tx, other_tx));
 
-    // The reviews' index builds are shared: both connections take them from this queue once the
-    // reviews are in (each build takes a SHARE lock, so they run side by side; a build started
-    // while the other connection still copies reviews waits for that COPY to commit).
     let (reviews_jobs, reviews_attach) = table_jobs(reviews_conn, "reviews").await?;
-    let reviews_jobs = RefCell::new(VecDeque::from(reviews_jobs));
-    let reviews_input: Input2 = tokio::sync::Mutex::new(reviews_rx);
-    let other_input: Input2 = tokio::sync::Mutex::new(other_rx);
-    let reviews_ended = Cell::new(false);
+    let shared = Shared {
+        timeline,
+        reviews: tokio::sync::Mutex::new(reviews_rx),
+        reviews_ended: Cell::new(false),
+        reviews_jobs: RefCell::new(VecDeque::from(reviews_jobs)),
+        copied: RefCell::new(Vec::new()),
+    };
+    let other_input: ChunkInput = tokio::sync::Mutex::new(other_rx);
     let (free_tx, free_rx) = tokio::sync::watch::channel(tuning.share_reviews_at_once);
-    let copied: RefCell<Vec<(Table, u64)>> = RefCell::new(Vec::new());
 
     // The reviews stream on one connection, the other tables on the other. The generated review
     // documents are the longest job: when the other connection is done with its tables it
     // signals `free`, the reviews COPY (frozen so far) commits, and both connections copy the
     // rest of the reviews side by side, then both build the reviews' indexes.
-    let reviews_side = async {
-        let (rows, ended) = timeline
-            .time(
-                "copy reviews (frozen)",
-                copy_table(
-                    reviews_conn,
-                    Table::Reviews,
-                    Mode::Freeze,
-                    &reviews_input,
-                    Some(&free_rx),
-                    &reviews_ended,
-                ),
-            )
-            .await?;
-        copied.borrow_mut().push((Table::Reviews, rows));
-        if !ended {
-            copy_shared_reviews(
-                reviews_conn,
-                "copy reviews (shared)",
-                &reviews_input,
-                &reviews_ended,
-                timeline,
-                &copied,
-            )
-            .await?;
-        }
-        timeline
-            .time("index reviews", take_jobs(reviews_conn, &reviews_jobs))
-            .await
-    };
-    let other_side = async {
-        copy_other(
-            other_conn,
-            "copy characteristics",
-            Table::Characteristics,
-            &other_input,
-            timeline,
-            &copied,
-        )
-        .await?;
-        // Built while the parser still checks reviews.csv, when PostgreSQL has nothing else to do.
-        timeline
-            .time(
-                "index, vacuum, analyze characteristics",
-                index_table(other_conn, "characteristics"),
-            )
-            .await?;
-        copy_other(
-            other_conn,
-            "copy reviews_photos",
-            Table::Photos,
-            &other_input,
-            timeline,
-            &copied,
-        )
-        .await?;
-        copy_other(
-            other_conn,
-            "copy characteristic_reviews",
-            Table::Values,
-            &other_input,
-            timeline,
-            &copied,
-        )
-        .await?;
-        copy_other(
-            other_conn,
-            "copy product_meta",
-            Table::Meta,
-            &other_input,
-            timeline,
-            &copied,
-        )
-        .await?;
-        timeline
-            .time("index, vacuum, analyze others", async {
-                for table in &OTHER_TABLES[1..] {
-                    index_table(other_conn, table).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        let _ = free_tx.send(true);
-        if !reviews_ended.get() {
-            copy_shared_reviews(
-                other_conn,
-                "copy reviews (shared, helping)",
-                &reviews_input,
-                &reviews_ended,
-                timeline,
-                &copied,
-            )
-            .await?;
-        }
-        timeline
-            .time(
-                "index reviews (helping)",
-                take_jobs(other_conn, &reviews_jobs),
-            )
-            .await
-    };
-    let loaded = tokio::try_join!(reviews_side, other_side);
+    let loaded = tokio::try_join!(
+        reviews_connection(reviews_conn, &shared, &free_rx),
+        other_connection(other_conn, &shared, &other_input, free_tx),
+    );
+    let Shared {
+        reviews: reviews_input,
+        copied,
+        ..
+    } = shared;
     // With the receivers gone a parser still sending stops, instead of waiting forever.
     drop((reviews_input, other_input));
-    // Any receiver still open was dropped with the futures: the parser stops if it was waiting.
     let parsed = parser.await.context("the parsing thread panicked")?;
     let reports = match (parsed, loaded) {
         // The parser's own error (an unreadable file) explains a COPY cut short.
@@ -209,29 +115,7 @@ pub(super) async fn stage_and_swap(
         timeline.record(name, start, end);
     }
     let reports = reports.files;
-    // What PostgreSQL says it copied is what was checked good.
-    for (table, file) in [
-        (Table::Characteristics, CsvFile::Characteristics),
-        (Table::Reviews, CsvFile::Reviews),
-        (Table::Photos, CsvFile::Photos),
-        (Table::Values, CsvFile::CharacteristicReviews),
-    ] {
-        let rows: u64 = copied
-            .borrow()
-            .iter()
-            .filter(|(t, _)| *t == table)
-            .map(|(_, rows)| rows)
-            .sum();
-        let loaded = reports
-            .iter()
-            .find(|r| r.file == file.name())
-            .map_or(0, |r| r.loaded);
-        anyhow::ensure!(
-            rows == loaded,
-            "{}: {loaded} rows checked good but PostgreSQL copied {rows}",
-            file.name()
-        );
-    }
+    check_copied(&copied.into_inner(), &reports)?;
     timeline
         .time(
             "reviews key, vacuum, analyze",
@@ -250,23 +134,149 @@ pub(super) async fn stage_and_swap(
     Ok(reports)
 }
 
+/// What the two connections share while they copy.
+struct Shared<'a> {
+    timeline: &'a Timeline,
+    /// The reviews' chunks: one connection's alone until the other is free, then both take them.
+    reviews: ChunkInput,
+    /// Set by the COPY that took the reviews' End, so the other one knows the input is done.
+    reviews_ended: Cell<bool>,
+    /// The reviews' index builds, shared: both connections take them from this queue once the
+    /// reviews are in (each build takes a SHARE lock, so they run side by side; a build started
+    /// while the other connection still copies reviews waits for that COPY to commit).
+    reviews_jobs: RefCell<VecDeque<String>>,
+    /// The rows PostgreSQL reports for each COPY.
+    copied: RefCell<Vec<(Table, u64)>>,
+}
+
+/// The reviews' connection: the reviews COPY, frozen until `free` turns true, then the rest of
+/// the reviews beside the other connection, then the reviews' indexes.
+async fn reviews_connection(
+    conn: &mut Client,
+    shared: &Shared<'_>,
+    free: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (rows, ended) = shared
+        .timeline
+        .time(
+            "copy reviews (frozen)",
+            copy_table(
+                conn,
+                Table::Reviews,
+                Mode::Freeze,
+                &shared.reviews,
+                Some(free),
+                &shared.reviews_ended,
+            ),
+        )
+        .await?;
+    shared.copied.borrow_mut().push((Table::Reviews, rows));
+    if !ended {
+        copy_shared_reviews(conn, "copy reviews (shared)", shared).await?;
+    }
+    shared
+        .timeline
+        .time("index reviews", take_jobs(conn, &shared.reviews_jobs))
+        .await
+}
+
+/// The other connection: the other four tables and their indexes, then, signalling `free`, it
+/// helps with the rest of the reviews and their indexes.
+async fn other_connection(
+    conn: &mut Client,
+    shared: &Shared<'_>,
+    input: &ChunkInput,
+    free: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let timeline = shared.timeline;
+    copy_other(
+        conn,
+        "copy characteristics",
+        Table::Characteristics,
+        input,
+        shared,
+    )
+    .await?;
+    // Built while the parser still checks reviews.csv, when PostgreSQL has nothing else to do.
+    timeline
+        .time(
+            "index, vacuum, analyze characteristics",
+            index_table(conn, "characteristics"),
+        )
+        .await?;
+    copy_other(conn, "copy reviews_photos", Table::Photos, input, shared).await?;
+    copy_other(
+        conn,
+        "copy characteristic_reviews",
+        Table::Values,
+        input,
+        shared,
+    )
+    .await?;
+    copy_other(conn, "copy product_meta", Table::Meta, input, shared).await?;
+    timeline
+        .time("index, vacuum, analyze others", async {
+            for table in &OTHER_TABLES[1..] {
+                index_table(conn, table).await?;
+            }
+            Ok(())
+        })
+        .await?;
+    let _ = free.send(true);
+    if !shared.reviews_ended.get() {
+        copy_shared_reviews(conn, "copy reviews (shared, helping)", shared).await?;
+    }
+    timeline
+        .time(
+            "index reviews (helping)",
+            take_jobs(conn, &shared.reviews_jobs),
+        )
+        .await
+}
+
+/// What PostgreSQL says it copied is what was checked good.
+fn check_copied(copied: &[(Table, u64)], reports: &[FileReport]) -> anyhow::Result<()> {
+    for (table, file) in [
+        (Table::Characteristics, CsvFile::Characteristics),
+        (Table::Reviews, CsvFile::Reviews),
+        (Table::Photos, CsvFile::Photos),
+        (Table::Values, CsvFile::CharacteristicReviews),
+    ] {
+        let rows: u64 = copied
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, rows)| rows)
+            .sum();
+        let loaded = reports
+            .iter()
+            .find(|r| r.file == file.name())
+            .map_or(0, |r| r.loaded);
+        anyhow::ensure!(
+            rows == loaded,
+            "{}: {loaded} rows checked good but PostgreSQL copied {rows}",
+            file.name()
+        );
+    }
+    Ok(())
+}
+
 /// A COPY of one of the other tables, frozen, timed and counted.
 async fn copy_other(
     client: &mut Client,
     name: &'static str,
     table: Table,
-    input: &Input2,
-    timeline: &Timeline,
-    copied: &RefCell<Vec<(Table, u64)>>,
+    input: &ChunkInput,
+    shared: &Shared<'_>,
 ) -> anyhow::Result<()> {
     let ended = Cell::new(false);
-    let (rows, _) = timeline
+    let (rows, _) = shared
+        .timeline
         .time(
             name,
             copy_table(client, table, Mode::Freeze, input, None, &ended),
         )
         .await?;
-    copied.borrow_mut().push((table, rows));
+    shared.copied.borrow_mut().push((table, rows));
     Ok(())
 }
 
@@ -274,24 +284,29 @@ async fn copy_other(
 async fn copy_shared_reviews(
     client: &mut Client,
     name: &'static str,
-    input: &Input2,
-    ended: &Cell<bool>,
-    timeline: &Timeline,
-    copied: &RefCell<Vec<(Table, u64)>>,
+    shared: &Shared<'_>,
 ) -> anyhow::Result<()> {
-    let (rows, _) = timeline
+    let (rows, _) = shared
+        .timeline
         .time(
             name,
-            copy_table(client, Table::Reviews, Mode::Shared, input, None, ended),
+            copy_table(
+                client,
+                Table::Reviews,
+                Mode::Shared,
+                &shared.reviews,
+                None,
+                &shared.reviews_ended,
+            ),
         )
         .await?;
-    copied.borrow_mut().push((Table::Reviews, rows));
+    shared.copied.borrow_mut().push((Table::Reviews, rows));
     Ok(())
 }
 
 /// One connection's input: chunks from a parsing thread. Behind a lock because the reviews'
 /// chunks may end up shared between both connections.
-type Input2 = tokio::sync::Mutex<mpsc::Receiver<Chunk>>;
+type ChunkInput = tokio::sync::Mutex<mpsc::Receiver<Chunk>>;
 
 /// How a COPY of the reviews runs (see `stage_and_swap`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -310,7 +325,7 @@ async fn copy_table(
     client: &mut Client,
     table: Table,
     mode: Mode,
-    input: &Input2,
+    input: &ChunkInput,
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
     ended: &std::cell::Cell<bool>,
 ) -> anyhow::Result<(u64, bool)> {
