@@ -360,6 +360,13 @@ fn photos_json(
         json.extend_from_slice(b"{\"id\":");
         write!(json, "{}", photo.id)?;
         json.extend_from_slice(b",\"url\":");
+        let value = std::str::from_utf8(value).with_context(|| {
+            format!(
+                "{} changed while loading: photo {} is no longer UTF-8",
+                CsvFile::Photos.name(),
+                photo.id
+            )
+        })?;
         json_string(value, json);
         json.push(b'}');
     }
@@ -367,30 +374,12 @@ fn photos_json(
     Ok(())
 }
 
-/// `text` as a JSON string, byte for byte as PostgreSQL's escape_json writes it (to_json(text)):
-/// the two-character escapes for " \ and \b \f \n \r \t, \u00xx for other control characters,
-/// everything else (including non-ASCII UTF-8) as it is.
-fn json_string(text: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    for &b in text {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b if b < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
-            }
-            b => out.push(b),
-        }
-    }
-    out.push(b'"');
+/// `text` as a JSON string, byte for byte as PostgreSQL's escape_json writes it (to_json(text)).
+/// serde_json escapes exactly the same bytes the same way: the two-character escapes for " \
+/// \b \f \n \r \t, `\u00xx` in lowercase hex for the other control characters below 0x20, and
+/// everything else (`/`, DEL, non-ASCII UTF-8) as it is. The test below pins that.
+fn json_string(text: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, text).expect("writing JSON to a Vec cannot fail");
 }
 
 /// product_meta, one row per product that has characteristics or reviews, in product id order,
@@ -441,13 +430,28 @@ mod tests {
     #[test]
     fn json_strings_escape_like_postgresql() {
         let mut out = Vec::new();
-        json_string(
-            "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}/é😀".as_bytes(),
-            &mut out,
-        );
+        json_string("a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}/é😀\u{7f}", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f/é😀\""
+            "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f/é😀\u{7f}\""
         );
+        // Every ASCII character as PostgreSQL 15's to_json(chr(i)) writes it (escape_json in
+        // src/backend/utils/adt/json.c), compared one by one.
+        for c in 1u8..=127 {
+            let expected = match c {
+                b'"' => "\\\"".to_string(),
+                b'\\' => "\\\\".to_string(),
+                0x08 => "\\b".to_string(),
+                0x0c => "\\f".to_string(),
+                b'\n' => "\\n".to_string(),
+                b'\r' => "\\r".to_string(),
+                b'\t' => "\\t".to_string(),
+                c if c < 0x20 => format!("\\u{:04x}", c),
+                c => char::from(c).to_string(),
+            };
+            let mut out = Vec::new();
+            json_string(&char::from(c).to_string(), &mut out);
+            assert_eq!(out, format!("\"{expected}\"").into_bytes(), "byte {c:#04x}");
+        }
     }
 }
