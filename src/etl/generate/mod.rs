@@ -17,6 +17,7 @@ mod rng;
 mod tests;
 mod words;
 
+use crate::etl::csv;
 use crate::etl::dataset::CHARACTERISTIC_NAMES;
 use anyhow::Context;
 use files::Files;
@@ -436,17 +437,9 @@ fn put_bool(buf: &mut Vec<u8>, b: bool) {
     buf.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
-/// RFC 4180: always quoted, quotes inside doubled; commas and newlines need nothing more.
+/// A CSV field, always quoted (see csv::quote).
 fn put_quoted(buf: &mut Vec<u8>, s: &str) {
-    buf.push(b'"');
-    let mut rest = s.as_bytes();
-    while let Some(i) = rest.iter().position(|&b| b == b'"') {
-        buf.extend_from_slice(&rest[..=i]);
-        buf.push(b'"');
-        rest = &rest[i + 1..];
-    }
-    buf.extend_from_slice(rest);
-    buf.push(b'"');
+    csv::quote(s.as_bytes(), buf);
 }
 
 // ---------------------------------------------------------------------------------------------

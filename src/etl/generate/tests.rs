@@ -144,7 +144,7 @@ fn check_structure(dir: &Path, products: u32) -> Shape {
     let mut product_of_review = vec![0usize; reviews.len() + 1];
     let mut reviews_per_product = vec![0u64; products + 1];
     for row in &reviews {
-        assert_eq!(row.len(), 12, "reviews.csv row {row:?}");
+        assert_eq!(row.len(), 12, "{} row {row:?}", CsvFile::Reviews.name());
         let id = num(&row[0]) as usize;
         let product = num(&row[1]) as usize;
         assert!((1..=products).contains(&product));
@@ -176,7 +176,7 @@ fn check_structure(dir: &Path, products: u32) -> Shape {
     let photos = read_csv(dir, CsvFile::Photos);
     check_dense_ids(&photos, CsvFile::Photos.name());
     for row in &photos {
-        assert_eq!(row.len(), 3, "reviews_photos.csv row {row:?}");
+        assert_eq!(row.len(), 3, "{} row {row:?}", CsvFile::Photos.name());
         let review = num(&row[1]) as usize;
         assert!(
             (1..=reviews.len()).contains(&review),
@@ -191,7 +191,12 @@ fn check_structure(dir: &Path, products: u32) -> Shape {
     let mut product_of_characteristic = vec![0usize; characteristics.len() + 1];
     let mut names_of_product: Vec<HashSet<String>> = vec![HashSet::new(); products + 1];
     for row in &characteristics {
-        assert_eq!(row.len(), 3, "characteristics.csv row {row:?}");
+        assert_eq!(
+            row.len(),
+            3,
+            "{} row {row:?}",
+            CsvFile::Characteristics.name()
+        );
         let product = num(&row[1]) as usize;
         assert!((1..=products).contains(&product));
         product_of_characteristic[num(&row[0]) as usize] = product;
@@ -210,7 +215,12 @@ fn check_structure(dir: &Path, products: u32) -> Shape {
     let mut pairs = HashSet::new();
     let mut values_per_review = vec![0usize; reviews.len() + 1];
     for row in &values {
-        assert_eq!(row.len(), 4, "characteristic_reviews.csv row {row:?}");
+        assert_eq!(
+            row.len(),
+            4,
+            "{} row {row:?}",
+            CsvFile::CharacteristicReviews.name()
+        );
         let characteristic = num(&row[1]) as usize;
         let review = num(&row[2]) as usize;
         assert!((1..=characteristics.len()).contains(&characteristic));

@@ -1,5 +1,6 @@
 //! The rejects file.
 
+use crate::etl::csv;
 use anyhow::Context;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub(super) struct Rejects {
     out: BufWriter<File>,
     path: PathBuf,
+    /// The row being written, reused.
+    row: Vec<u8>,
 }
 
 impl Rejects {
@@ -19,6 +22,7 @@ impl Rejects {
         let mut rejects = Rejects {
             out: BufWriter::new(file),
             path: path.to_path_buf(),
+            row: Vec::new(),
         };
         rejects.out.write_all(b"file,line,reason,row\n")?;
         Ok(rejects)
@@ -31,14 +35,18 @@ impl Rejects {
         reason: &str,
         raw: &[u8],
     ) -> anyhow::Result<()> {
-        let write = |out: &mut BufWriter<File>| -> std::io::Result<()> {
-            write!(out, "{file},{line},")?;
-            write_quoted(out, reason.as_bytes())?;
-            out.write_all(b",")?;
-            write_quoted(out, raw)?;
-            out.write_all(b"\n")
-        };
-        write(&mut self.out)
+        let row = &mut self.row;
+        row.clear();
+        row.extend_from_slice(file.as_bytes());
+        row.push(b',');
+        row.extend_from_slice(itoa::Buffer::new().format(line).as_bytes());
+        row.push(b',');
+        csv::quote(reason.as_bytes(), row);
+        row.push(b',');
+        csv::quote(raw, row);
+        row.push(b'\n');
+        self.out
+            .write_all(row)
             .with_context(|| format!("cannot write the rejects file {}", self.path.display()))
     }
 
@@ -49,25 +57,25 @@ impl Rejects {
     }
 }
 
-fn write_quoted(out: &mut impl Write, text: &[u8]) -> std::io::Result<()> {
-    out.write_all(b"\"")?;
-    for part in text.split_inclusive(|&b| b == b'"') {
-        out.write_all(part)?;
-        if part.last() == Some(&b'"') {
-            out.write_all(b"\"")?;
-        }
-    }
-    out.write_all(b"\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::etl::dataset::CsvFile;
 
     #[test]
-    fn quoting_in_the_rejects_file() {
-        let mut out = Vec::new();
-        write_quoted(&mut out, b"a \"b\"\nc").unwrap();
-        assert_eq!(out, b"\"a \"\"b\"\"\nc\"");
+    fn a_rejected_row_is_written_as_it_stood() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rejects.csv");
+        let mut rejects = Rejects::create(&path).unwrap();
+        let file = CsvFile::Reviews.name();
+        rejects
+            .write(file, 7, r#"rating: "x""#, br#"1,"a""b",x"#)
+            .unwrap();
+        rejects.finish().unwrap();
+        let expected = format!(
+            "file,line,reason,row\n{file},7,{},{}\n",
+            r#""rating: ""x""""#, r#""1,""a""""b"",x""#
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
     }
 }
