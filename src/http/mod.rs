@@ -2,6 +2,7 @@
 //! and the older form of the original load tests) are served by the same handlers.
 
 mod bench;
+mod docs;
 mod health;
 mod meta;
 mod metrics;
@@ -34,6 +35,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/reviews/{review_id}/report").route(web::put().to(writes::report)))
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+    .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
+    .service(resource("/openapi.json").route(web::get().to(docs::openapi_json_route)))
     .service(resource("/bench/constant/{bytes}").route(web::get().to(bench::constant)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
