@@ -1,6 +1,7 @@
-//! The API's description, embedded in the binary: GET /openapi.yaml (the file at the top of the
-//! repository, as it is) and GET /openapi.json (the same description converted to JSON once, on
-//! first request).
+//! The API's description and the page rendered from it, all embedded in the binary: GET
+//! /openapi.yaml (the file at the top of the repository, as it is), GET /openapi.json (the same
+//! description converted to JSON once, on first request), GET /docs (Swagger UI, whose files are
+//! in docs/swagger-ui/ and are served from here: no request of the page leaves for a CDN).
 
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
@@ -10,8 +11,23 @@ use std::sync::OnceLock;
 /// The description, exactly as written.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
-/// The description changes with the binary and is small: revalidated on every load.
+const PAGE: &str = include_str!("docs.html");
+const INIT_JS: &str = include_str!("docs-init.js");
+const BUNDLE_JS: &[u8] = include_bytes!("../../docs/swagger-ui/swagger-ui-bundle.js");
+const CSS: &[u8] = include_bytes!("../../docs/swagger-ui/swagger-ui.css");
+
+/// The page and its script change with the binary and are small: revalidated on every load.
 const NO_CACHE: &str = "no-cache";
+/// Swagger UI's files: the page asks for them with the Swagger UI version in the query string
+/// (`?v=5.35.0`), so a new version is a new URL and the old one may be kept for a year.
+const LONG_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// The only origin the page may load from or send to (Swagger UI styles elements inline, and
+/// shows images given as data: URLs).
+const PAGE_CSP: &str = concat!(
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; ",
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+);
 
 /// The description as JSON, mapping keys in the YAML's order; an error text if it is not YAML.
 pub fn openapi_json() -> Result<&'static str, &'static str> {
@@ -51,6 +67,31 @@ pub async fn openapi_json_route() -> HttpResponse {
     }
 }
 
+pub async fn page() -> HttpResponse {
+    let mut response = embedded("text/html; charset=utf-8", NO_CACHE, PAGE.as_bytes());
+    response.headers_mut().insert(
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    response
+}
+
+pub async fn init_js() -> HttpResponse {
+    embedded(
+        "text/javascript; charset=utf-8",
+        NO_CACHE,
+        INIT_JS.as_bytes(),
+    )
+}
+
+pub async fn bundle_js() -> HttpResponse {
+    embedded("text/javascript; charset=utf-8", LONG_CACHE, BUNDLE_JS)
+}
+
+pub async fn css() -> HttpResponse {
+    embedded("text/css; charset=utf-8", LONG_CACHE, CSS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +102,23 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
         let version = value["openapi"].as_str().expect("an openapi version");
         assert!(version.starts_with("3.1."), "openapi: {version}");
+    }
+
+    #[test]
+    fn the_page_asks_for_the_embedded_swagger_ui_version() {
+        let package = include_str!("../../docs/swagger-ui/README.md");
+        let version = package
+            .split("swagger-ui-dist@")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .next()
+            })
+            .expect("docs/swagger-ui/README.md names swagger-ui-dist@VERSION");
+        let version = version.trim_end_matches('.');
+        for asset in ["swagger-ui-bundle.js", "swagger-ui.css"] {
+            let url = format!("/docs/{asset}?v={version}");
+            assert!(PAGE.contains(&url), "docs.html should load {url}");
+        }
     }
 }

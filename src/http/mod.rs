@@ -37,6 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/metrics").route(web::get().to(metrics::metrics)))
     .service(resource("/openapi.yaml").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json").route(web::get().to(docs::openapi_json_route)))
+    .service(resource("/docs").route(web::get().to(docs::page)))
+    .service(resource("/docs/init.js").route(web::get().to(docs::init_js)))
+    .service(resource("/docs/swagger-ui-bundle.js").route(web::get().to(docs::bundle_js)))
+    .service(resource("/docs/swagger-ui.css").route(web::get().to(docs::css)))
     .service(resource("/bench/constant/{bytes}").route(web::get().to(bench::constant)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
