@@ -1,9 +1,17 @@
 //! The API's description and its page: GET /openapi.yaml, /openapi.json, /docs and Swagger UI's
-//! files over plain HTTP.
+//! files over plain HTTP; then the page itself in headless Chromium driven through chromedriver
+//! (WebDriver): every route of docs/api.md is listed, and one "try it out" call answers from
+//! seeded data.
 
-use crate::helpers::{spawn_app, TestApp, TestDb};
-use serde_json::Value;
+use crate::helpers::{post_review, seed_product, spawn_app, temp_dir, TestApp, TestDb};
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 const API_MD: &str = include_str!("../../docs/api.md");
@@ -213,4 +221,353 @@ async fn the_description_and_the_page_are_served() {
     }
     let reply = app.get_reply("/docs/nothing.js").await;
     assert_eq!(reply.status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page in a browser.
+
+/// `name` on PATH, or a failure that says how to install it: never a silent skip.
+fn executable(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|file| file.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: the /docs browser test needs Chromium and its WebDriver. \
+             Install them with `apt-get install chromium chromium-driver`."
+        )
+    })
+}
+
+/// A chromedriver listening on a free port; killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let binary = executable("chromedriver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let up = eventually(Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(address).await.ok()
+        })
+        .await;
+        assert!(up.is_some(), "chromedriver did not listen on {port}");
+        driver
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls `probe` every 100 ms until it gives Some, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the page in a new headless Chromium session, runs `check`, and always closes the
+/// session (and so the browser) before the result, or the failure, is handed on.
+async fn with_browser<F, Fut>(check: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let chromium = executable("chromium");
+    let driver = ChromeDriver::start().await;
+    let profile = temp_dir("chromium-profile");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), json!("chrome"));
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--window-size=1280,1500",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session through chromedriver");
+    let outcome = std::panic::AssertUnwindSafe(check(client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The text of the first element matching `css`, once it satisfies `ready`.
+async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            last = element.text().await.unwrap_or_default();
+            if ready(&last) {
+                return last;
+            }
+        }
+        assert!(
+            start.elapsed() < PAGE_WAIT,
+            "{css}: never ready; last text: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The operations the page lists, as (METHOD, path), read from its operation blocks.
+async fn listed_operations(client: &Client) -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    for block in client
+        .find_all(Locator::Css(".opblock"))
+        .await
+        .expect("blocks")
+    {
+        let method = block
+            .find(Locator::Css(".opblock-summary-method"))
+            .await
+            .expect("an operation's method")
+            .text()
+            .await
+            .expect("method text");
+        let path = block
+            .find(Locator::Css(".opblock-summary-path"))
+            .await
+            .expect("an operation's path");
+        let path = match path.attr("data-path").await.expect("data-path") {
+            Some(path) => path,
+            None => path.text().await.expect("path text"),
+        };
+        operations.push((method.trim().to_uppercase(), path.trim().to_string()));
+    }
+    operations
+}
+
+#[tokio::test]
+async fn the_docs_page_lists_every_route_and_tries_one_out() {
+    let (db, app) = app().await;
+    // Demo data: a product with two characteristics and two reviews.
+    let product = seed_product(&db.client().await, 4242, &["Fit", "Length"]).await;
+    post_review(&app, &product, 4, true, &[3, 4]).await;
+    post_review(&app, &product, 5, false, &[2, 4]).await;
+    let origin = app.address.clone();
+
+    with_browser(|client| async move {
+        client
+            .goto(&format!("{origin}/docs"))
+            .await
+            .expect("open /docs");
+
+        // Every operation of the description is rendered, and no other.
+        let described = described_operations();
+        let expected: BTreeSet<_> = described.iter().cloned().collect();
+        assert_eq!(expected.len(), described.len(), "an operation twice");
+        let listed = eventually(PAGE_WAIT, || async {
+            let listed = listed_operations(&client).await;
+            (listed.len() >= described.len()).then_some(listed)
+        })
+        .await
+        .unwrap_or_else(|| panic!("/docs never listed {} operations", described.len()));
+        let listed_set: BTreeSet<_> = listed.iter().cloned().collect();
+        assert_eq!(
+            listed_set.len(),
+            listed.len(),
+            "an operation listed twice: {listed:?}"
+        );
+        assert_eq!(
+            listed_set, expected,
+            "/docs lists other operations than openapi.yaml"
+        );
+        // Every route of docs/api.md among them.
+        let missing: Vec<_> = api_md_routes().difference(&listed_set).cloned().collect();
+        assert!(missing.is_empty(), "/docs does not list {missing:?}");
+
+        // Try GET /reviews/meta out: expand it, enter the seeded product, execute.
+        let block = client
+            .find(Locator::Css("#operations-meta-getReviewsMeta"))
+            .await
+            .expect("the GET /reviews/meta block (tag meta, operationId getReviewsMeta)");
+        block
+            .find(Locator::Css(".opblock-summary-control"))
+            .await
+            .expect("its summary")
+            .click()
+            .await
+            .expect("expand it");
+        let find_in_block = |css: &'static str| {
+            let block = block.clone();
+            async move {
+                eventually(PAGE_WAIT, || async {
+                    block.find(Locator::Css(css)).await.ok()
+                })
+                .await
+                .unwrap_or_else(|| panic!("no {css} in the GET /reviews/meta block"))
+            }
+        };
+        // tryItOutEnabled: the form may already be open ("Cancel"); otherwise open it.
+        let toggle = find_in_block(".try-out__btn").await;
+        if toggle
+            .text()
+            .await
+            .expect("toggle text")
+            .contains("Try it out")
+        {
+            toggle.click().await.expect("Try it out");
+        }
+        let input = find_in_block(".parameters input[type=text]").await;
+        // Replace what is there (the description's example) key by key, as a user would.
+        let current = input
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default();
+        let erase: String = std::iter::repeat_n('\u{e003}', current.chars().count()).collect();
+        input.send_keys(&erase).await.expect("erase");
+        input
+            .send_keys(&product.id.to_string())
+            .await
+            .expect("type");
+        find_in_block("button.execute")
+            .await
+            .click()
+            .await
+            .expect("Execute");
+
+        let block_css = "#operations-meta-getReviewsMeta";
+        let status = text_when(
+            &client,
+            &format!("{block_css} .live-responses-table tr.response .response-col_status"),
+            |t| !t.trim().is_empty(),
+        )
+        .await;
+        assert_eq!(status.trim(), "200", "the try-it-out call's status");
+        let wanted = format!("\"product_id\": \"{}\"", product.id);
+        let body = text_when(
+            &client,
+            &format!("{block_css} .live-responses-table tr.response .response-col_description pre"),
+            |t| t.contains("product_id"),
+        )
+        .await;
+        assert!(
+            body.contains(&wanted),
+            "response body {body:?} lacks {wanted}"
+        );
+        for part in [
+            "\"4\": \"1\"",
+            "\"5\": \"1\"",
+            "\"Fit\"",
+            "\"2.5000000000000000\"",
+        ] {
+            assert!(body.contains(part), "response body {body:?} lacks {part}");
+        }
+        // It went to the server of the page, not to a `servers` entry elsewhere.
+        let request_url = text_when(&client, &format!("{block_css} .request-url pre"), |t| {
+            !t.is_empty()
+        })
+        .await;
+        assert_eq!(
+            request_url.trim(),
+            format!("{origin}/reviews/meta?product_id={}", product.id)
+        );
+
+        // Nothing the page loaded or sent left for another host.
+        let urls = client
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => e.name)",
+                vec![],
+            )
+            .await
+            .expect("the page's resources");
+        let urls: Vec<String> = serde_json::from_value(urls).expect("a list of URLs");
+        assert!(
+            urls.iter().any(|u| u.contains("/openapi.json")),
+            "resources: {urls:?}"
+        );
+        for url in &urls {
+            assert!(
+                url.starts_with(&format!("{origin}/")),
+                "the page loaded {url}"
+            );
+        }
+
+        // Nor did the page break its Content-Security-Policy (Chromium keeps the reports).
+        let violations = client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const seen = [];
+                 const observer = new ReportingObserver(
+                     (reports) => seen.push(...reports), {types: ['csp-violation'], buffered: true});
+                 observer.observe();
+                 setTimeout(() => {
+                     seen.push(...observer.takeRecords());
+                     done(seen.map((r) => r.body.effectiveDirective + ' ' + r.body.blockedURL));
+                 }, 200);",
+                vec![],
+            )
+            .await
+            .expect("the page's CSP reports");
+        assert_eq!(violations, json!([]), "Content-Security-Policy violations");
+
+        // A picture of the page with the call's result (DOCS_SCREENSHOT=docs/docs-page.png).
+        if let Some(path) = std::env::var_os("DOCS_SCREENSHOT") {
+            client
+                .execute(
+                    "arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -8);",
+                    vec![serde_json::to_value(&block).expect("element ref")],
+                )
+                .await
+                .expect("scroll");
+            let png = client.screenshot().await.expect("screenshot");
+            std::fs::write(Path::new(&path), png).expect("write the screenshot");
+        }
+    })
+    .await;
 }
