@@ -17,6 +17,10 @@
 //! record held in memory; such a record, or a quoted field still open at the end of the file, is
 //! reported as its first physical line with [`RecordError`] and reading resumes on the next line.
 
+//!
+//! (Past 600 lines because its unit tests, a third of the file, stay beside the quoting rules
+//! they pin down.)
+
 use std::io::{self, Read};
 
 /// The longest record the reader holds; the dataset's longest rows are a few kilobytes.
