@@ -4,6 +4,9 @@ ceilings, the fixed-rate runs, and the targets of the issue. bench/README.md exp
 FULL_SIZE = 1_000_011
 SMOKE_SIZE = 2_000
 
+# The machine's own PostgreSQL, which --smoke uses unless --private-pg (bench/README.md says why).
+STOCK_PG_URL = "postgres://postgres@127.0.0.1:5432"
+
 # The session settings of the service's own connections (src/db/mod.rs: PLAN_CACHE_MODE), given to
 # pgbench too, so that each ceiling runs the very statements the service runs, planned the same way.
 SERVICE_PGOPTIONS = "-c plan_cache_mode=force_generic_plan"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from catalog import (FIXED_RATE, SCENARIOS, TARGET_DB_RATIO, TARGET_FIXED_P99_MS, TARGET_FIXED_RATE,
                      TARGET_HTTP_RATIO)
+from cluster import mem_total_bytes, settings_for
 from common import ROOT, first_line, ms, run
 from dataset import Pg
 from svg import svg_chart, svg_growth
@@ -37,6 +38,42 @@ def machine_facts(pg: Pg, tools: dict) -> dict:
         "tools": tools["versions"], "commit": git + (" (with uncommitted changes)" if dirty else ""),
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
     }
+
+
+def postgres_facts(pg: Pg, cluster) -> dict:
+    """The server measured against: the private cluster's settings with their reasons and the
+    values in effect, or, for a given server (--pg-url), the values of the same settings as found."""
+    if cluster:
+        return dict(cluster.describe(), private=True)
+    names = [n for n, _, _ in settings_for(mem_total_bytes(), 100, "on")]
+    rows = pg.query("postgres", "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ("
+                    + ", ".join(f"'{n}'" for n in names) + ")", check=False)
+    return {"private": False, "url": pg.base,
+            "in_effect": dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)}
+
+
+def settings_section(report: dict) -> list[str]:
+    p = report.get("postgres") or {}
+    L = ["## PostgreSQL settings", ""]
+    if p.get("private"):
+        mem = p["memory_bytes"] / 1024 ** 3
+        L += [f"The run's private cluster (`{p['dir']}`, PostgreSQL {p['version']} from `{p['bin']}`, "
+              f"127.0.0.1:{p['port']}, trust authentication), configured by bench/run with ALTER SYSTEM for a "
+              f"read-heavy service whose data fits in memory, sized from this machine's {mem:.1f} GiB. "
+              f"Durability is kept as in production (synchronous_commit, fsync and full_page_writes on): "
+              f"the mixed scenario's writes wait for their WAL flush. vm.nr_hugepages is {p['nr_hugepages']}"
+              + (", so huge_pages=try falls back to normal pages." if p["nr_hugepages"] in ("0", "?") else ".")
+              , "",
+              "| setting | value | in effect | why |", "|---|---|---|---|"]
+        for s_ in p["settings"]:
+            L.append(f"| {s_['name']} | {s_['value']} | {p['in_effect'].get(s_['name'], '?')} | {s_['why']} |")
+    else:
+        L += [f"A given server ({p.get('url', '?')}, `--pg-url` / `BENCH_PG_URL`), measured as it is configured: "
+              "bench/run changed nothing. The settings the private cluster would set, as found there:", "",
+              "| setting | in effect |", "|---|---|"]
+        for name, value in sorted((p.get("in_effect") or {}).items()):
+            L.append(f"| {name} | {value} |")
+    return L + [""]
 
 
 def fmt_rps(v) -> str:
@@ -164,7 +201,9 @@ def write_report(report: dict, out: Path) -> None:
     L += ["## Machine", "",
           f"- {m['nproc']} cores ({m['cpu']}), {m['memory']} memory, Linux {m['kernel']}; "
           f"load generator, server and PostgreSQL share the cores",
-          f"- PostgreSQL {m['postgres']}, shared_buffers {m['shared_buffers']} ({m['postgres_settings']})",
+          f"- PostgreSQL {m['postgres']}, " + ("the run's private cluster" if (report.get('postgres') or {}).get('private')
+                                                 else "a given server") + ", shared_buffers "
+          f"{m['shared_buffers']} (see PostgreSQL settings below)",
           f"- {m['rustc']}; {m['tools']['wrk']}; {m['tools']['pgbench']}; {m['tools']['oha'] or 'oha not installed'}",
           f"- load average at start {' '.join(m['loadavg_at_start'])}", ""]
     for d in report["datasets"]:
@@ -207,6 +246,7 @@ def write_report(report: dict, out: Path) -> None:
                 L.append(f"| {fr['name']} @ {rate:,}/s | " + " | ".join(cells) + " |")
         L += ["", f"![growth]({out.name}-growth.svg)", ""]
     L += ["## Chart", "", f"![requests/s and p99 per scenario against its ceiling]({out.name}.svg)", ""]
+    L += settings_section(report)
     L += ["## Targets", ""]
     for ok, text in target_checks(report):
         L.append(f"- {'met' if ok else '**missed**'}: {text}")
