@@ -64,6 +64,11 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
             for sc in uncached:
                 r = runner.clean(sc["name"], lambda: runner.scenario(ds, server, sc))
                 r["ceiling"] = pgbench_ceiling(sc)
+                # The HTTP half of the path: the same binary answering a constant body of the
+                # scenario's mean size, for the composed ceiling below.
+                nbytes = max(1, round(r["mean_body_bytes"]))
+                r["constant"] = runner.clean(f"{sc['name']} constant", lambda: runner.constant(
+                    ds, server, nbytes, f"{ds.products}/{sc['name']} HTTP ceiling (constant {nbytes} B)"))
                 result["scenarios"][sc["name"]] = r
             for rate in a.rate:
                 for fr in fixed:
@@ -118,6 +123,19 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
     for name, r in result["scenarios"].items():
         c = r.get("ceiling")
         r["ratio"] = r["rps"] / c["rps"] if c and c["rps"] else None
+        # The composed ceiling of an uncached read: a request costs the service's HTTP work (the
+        # constant body's time per request) plus the database's (pgbench's), one after the other
+        # on the same cores, so 1 / (1/pgbench + 1/constant): what the service would reach if its
+        # way to PostgreSQL cost nothing beyond what pgbench's client pays. A cached read's whole
+        # path is the HTTP one: its composed ceiling is the constant body itself.
+        k = r.get("constant")
+        if c and c["kind"] == "pgbench" and k and c["rps"] and k["rps"]:
+            r["composed_rps"] = 1 / (1 / c["rps"] + 1 / k["rps"])
+        elif c and c["kind"] == "constant":
+            r["composed_rps"] = c["rps"]
+        else:
+            r["composed_rps"] = None
+        r["composed_ratio"] = r["rps"] / r["composed_rps"] if r["composed_rps"] else None
         # The same ratio per core of the component that does the work: PostgreSQL backends for a
         # database ceiling, the server for the constant body. Near 100% means each query (or
         # response) costs the same in both runs, and the gap in req/s is CPU the other parties
