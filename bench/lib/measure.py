@@ -389,7 +389,8 @@ class Runner:
             "latency_us": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                            "max": lat[-1] if lat else 0, "mean": sum(lat) / len(lat) if lat else 0},
             "clients": clients, "cpu_cores": w.cpu, "foreign_busy_cores_before": busy,
-            "cpu_us_per_req": per_request(w.cpu_seconds, processed),
+            # No service runs during a database ceiling: "–", not a measured 0.
+            "cpu_us_per_req": dict(per_request(w.cpu_seconds, processed), server=None),
             "command": ("PGOPTIONS=" + shlex.quote(pgoptions) + " " if pgoptions else "")
                        + " ".join(shlex.quote(c) for c in cmd),
             "scripts": {p.name: p.read_text() for p, _ in scripts},
