@@ -10,7 +10,7 @@ use crate::db;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use actix_web::dev::{Server, Service};
-use actix_web::middleware::{Condition, Logger, NormalizePath, TrailingSlash};
+use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -93,7 +93,10 @@ impl Application {
                     // The Common Log Format: host, ident, user, time, request line, status, bytes.
                     Logger::new(r#"%a - - %t "%r" %s %b"#).log_target("access"),
                 ))
-                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap_fn(|mut req, srv| {
+                    http::normalize_path(&mut req);
+                    srv.call(req)
+                })
                 .configure(http::routes)
         })
         .workers(workers)
