@@ -25,11 +25,13 @@ pub struct ServerSettings {
     pub workers: usize,
     pub bench_routes: bool,
     pub access_log: bool,
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
     pub url: String,
+    pub replica_urls: Vec<String>,
     pub pool_size: usize,
     pub read_lanes: usize,
     pub timeout_ms: u64,
@@ -71,7 +73,9 @@ impl Settings {
                 config::Environment::with_prefix("REVIEWS")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("database.replica_urls"),
             );
         if let Ok(url) = std::env::var("DATABASE_URL") {
             builder = builder.set_override("database.url", url)?;
@@ -109,6 +113,11 @@ impl Settings {
             .url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+        for url in &self.database.replica_urls {
+            url.parse::<tokio_postgres::Config>().map_err(|e| {
+                anyhow::anyhow!("database.replica_urls: {url:?} is not a valid PostgreSQL URL: {e}")
+            })?;
+        }
         Ok(())
     }
 }

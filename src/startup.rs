@@ -18,13 +18,15 @@ use std::sync::Arc;
 pub struct Application {
     port: u16,
     server: Server,
+    /// Closed once the server has stopped, so the database sees the connections end at once.
+    pools: Vec<deadpool_postgres::Pool>,
 }
 
 impl Application {
     /// Applies the schema, binds `server.host:server.port` (port 0 picks a free port, as tests
     /// do) and prepares the server; it runs when [`Application::run_until_stopped`] is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let pool = db::make_pool(&settings.database)?;
+        let pool = db::make_pool(&settings.database, &settings.database.url)?;
         let client = pool.get().await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the database at {}: {e}",
@@ -36,11 +38,25 @@ impl Application {
 
         let metrics = Arc::new(Metrics::new());
         let cache = Arc::new(BodyCache::new(&settings.cache, metrics.cache.clone()));
+        let replicas = settings
+            .database
+            .replica_urls
+            .iter()
+            .map(|url| {
+                let replica = Arc::new(db::Replica::new(url));
+                replica.spawn_poller(url.clone(), settings.database.timeout());
+                Ok((replica, db::make_pool(&settings.database, url)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let freshness = (!replicas.is_empty()).then(Arc::<db::Freshness>::default);
         cache::spawn_listener(
             cache.clone(),
+            freshness.clone(),
             settings.database.url.clone(),
             settings.database.timeout(),
         );
+        let mut pools: Vec<_> = replicas.iter().map(|(_, p)| p.clone()).collect();
+        pools.push(pool.clone());
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
@@ -58,6 +74,8 @@ impl Application {
         }
         let state = Arc::new(AppState::new(
             pool,
+            replicas,
+            freshness,
             cache,
             metrics.clone(),
             &settings,
@@ -80,17 +98,29 @@ impl Application {
         })
         .workers(workers)
         .backlog(4096)
+        // SIGTERM: stop accepting, finish what is in flight for at most this long, then stop.
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
         log::info!("listening on http://{}:{port}", settings.server.host);
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            pools,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serves until SIGTERM or Ctrl-C, then closes the database connections.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        Ok(self.server.await?)
+        let served = self.server.await;
+        for pool in &self.pools {
+            pool.close();
+        }
+        log::info!("stopped");
+        Ok(served?)
     }
 }

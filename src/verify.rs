@@ -7,7 +7,7 @@ use crate::db;
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// How many differing products to print
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..))]
     pub show: i64,
 }
 
@@ -23,7 +23,8 @@ pub struct Difference {
 pub async fn differences(url: &str, show: i64) -> anyhow::Result<(Vec<Difference>, i64)> {
     let client = db::connect(url).await?;
     // The recomputation hashes every visible review and characteristic value; give it the
-    // memory to do that without spilling, and parallel workers where the server allows.
+    // memory to do that without spilling, and no time limit. Nothing here asks for parallel
+    // workers: the one query runs as the planner plans it.
     client
         .batch_execute("SET work_mem = '1GB'; SET statement_timeout = 0;")
         .await?;
@@ -55,4 +56,23 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<()> {
     }
     println!("meta of every product matches the raw tables ({elapsed:.1} s)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        verify: VerifyArgs,
+    }
+
+    #[test]
+    fn show_takes_no_negative_count() {
+        assert_eq!(Cli::parse_from(["verify"]).verify.show, 10);
+        assert_eq!(Cli::parse_from(["verify", "--show", "0"]).verify.show, 0);
+        assert!(Cli::try_parse_from(["verify", "--show=-1"]).is_err());
+    }
 }

@@ -4,8 +4,12 @@
 //!
 //! NOTIFY is never replayed: while the connection is down this instance misses writes, so it
 //! stops caching, and once it listens again it retires every body before caching resumes.
+//!
+//! With read replicas the same notifications tell which products a replica must catch up on
+//! before it may serve them (`db::Freshness`): the listener then runs even with the cache off.
 
 use super::BodyCache;
+use crate::db::{self, Freshness};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,20 +20,30 @@ pub const CHANNEL: &str = "reviews_changed";
 pub const APPLICATION_NAME: &str = "reviews-api-listener";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// Listens for as long as the process runs, reconnecting by itself.
-pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
-    if !cache.enabled() {
+/// Listens for as long as the process runs, reconnecting by itself; not at all when nothing
+/// needs to hear other instances' writes (no cache, no replicas).
+pub fn spawn_listener(
+    cache: Arc<BodyCache>,
+    freshness: Option<Arc<Freshness>>,
+    url: String,
+    timeout: Duration,
+) {
+    if !cache.enabled() && freshness.is_none() {
         return;
     }
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let freshness = freshness.as_deref();
         loop {
-            let e = listen(&cache, &url, timeout).await;
+            let e = listen(&cache, freshness, &url, timeout).await;
             if cache.is_listening() {
                 // It was up: a fresh failure, so retry quickly again.
                 backoff = Duration::from_millis(100);
             }
             log::warn!("cache listener: {e:#}; retrying in {backoff:?}");
+            if let Some(freshness) = freshness {
+                freshness.deaf();
+            }
             cache.set_listening(false);
             cache.invalidate_all();
             tokio::time::sleep(backoff).await;
@@ -39,8 +53,13 @@ pub fn spawn_listener(cache: Arc<BodyCache>, url: String, timeout: Duration) {
 }
 
 /// One connection's life: returns why it ended.
-async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Error {
-    match listen_once(cache, url, timeout).await {
+async fn listen(
+    cache: &BodyCache,
+    freshness: Option<&Freshness>,
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Error {
+    match listen_once(cache, freshness, url, timeout).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -48,6 +67,7 @@ async fn listen(cache: &BodyCache, url: &str, timeout: Duration) -> anyhow::Erro
 
 async fn listen_once(
     cache: &BodyCache,
+    freshness: Option<&Freshness>,
     url: &str,
     timeout: Duration,
 ) -> anyhow::Result<std::convert::Infallible> {
@@ -79,6 +99,9 @@ async fn listen_once(
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Anything written before LISTEN took effect was not heard: start from nothing.
+    if let Some(freshness) = freshness {
+        freshness.listening_from(wal_position(&client, timeout).await?);
+    }
     cache.invalidate_all();
     cache.set_listening(true);
     log::info!("cache listener: listening on {CHANNEL}");
@@ -88,12 +111,33 @@ async fn listen_once(
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let failure: anyhow::Error = loop {
         tokio::select! {
-            payload = rx.recv() => match payload {
-                Some(payload) => match payload.parse::<i32>() {
-                    Ok(product_id) => cache.invalidate_product(product_id),
-                    Err(_) => cache.invalidate_all(),
-                },
-                None => break anyhow::anyhow!("connection closed"),
+            payload = rx.recv() => {
+                let Some(payload) = payload else {
+                    break anyhow::anyhow!("connection closed");
+                };
+                // Every notification already here committed before the position read next.
+                let mut payloads = vec![payload];
+                while let Ok(more) = rx.try_recv() {
+                    payloads.push(more);
+                }
+                let lsn = match freshness {
+                    Some(_) => match wal_position(&client, timeout).await {
+                        Ok(lsn) => lsn,
+                        Err(e) => break e,
+                    },
+                    None => 0,
+                };
+                for payload in payloads {
+                    match payload.parse::<i32>() {
+                        Ok(product_id) => {
+                            if let Some(freshness) = freshness {
+                                freshness.wrote(product_id, lsn);
+                            }
+                            cache.invalidate_product(product_id);
+                        }
+                        Err(_) => cache.invalidate_all(),
+                    }
+                }
             },
             _ = heartbeat.tick() => {
                 match tokio::time::timeout(timeout, client.simple_query("")).await {
@@ -106,4 +150,13 @@ async fn listen_once(
     };
     driver.abort();
     Err(failure)
+}
+
+/// The primary's WAL position, at or past every commit whose notification has arrived.
+async fn wal_position(client: &tokio_postgres::Client, timeout: Duration) -> anyhow::Result<u64> {
+    let row = tokio::time::timeout(timeout, client.query_one(db::sql::WAL_POSITION.sql, &[]))
+        .await
+        .map_err(|_| anyhow::anyhow!("server silent for {timeout:?}"))??;
+    let text: String = row.try_get(0)?;
+    db::parse_lsn(&text).ok_or_else(|| anyhow::anyhow!("unreadable WAL position {text:?}"))
 }

@@ -40,7 +40,7 @@ pub enum Doc {
 }
 
 impl Doc {
-    fn product_id(&self) -> i32 {
+    pub fn product_id(&self) -> i32 {
         match self {
             Doc::List { product_id, .. } | Doc::Meta(product_id) => *product_id,
         }

@@ -4,9 +4,11 @@
 //! per connection (`prepare_cached`): a request never pays for parsing or planning.
 
 mod error;
+mod replicas;
 mod shared;
 
 pub use error::DbError;
+pub use replicas::{parse_lsn, Freshness, Reads, Replica};
 pub use shared::Connections;
 
 use crate::config::DatabaseSettings;
@@ -69,6 +71,11 @@ pub mod sql {
         sql: include_str!("../../sql/report.sql"),
         params: &[Type::INT4],
     };
+    pub const WAL_POSITION: Statement = Statement {
+        name: "wal_position",
+        sql: include_str!("../../sql/wal_position.sql"),
+        params: &[],
+    };
     pub const HEALTH: Statement = Statement {
         name: "health",
         sql: include_str!("../../sql/health.sql"),
@@ -79,15 +86,15 @@ pub mod sql {
 /// The session setting every service connection runs with; bench/run gives pgbench the same.
 pub const PLAN_CACHE_MODE: &str = "plan_cache_mode=force_generic_plan";
 
-/// Builds the pool. Nothing connects until the first request, so `serve` starts even while the
+/// Builds the pool of `url` (the primary's, or a replica's). Nothing connects until the first request, so `serve` starts even while the
 /// database is down and answers 503 until it returns.
 ///
 /// deadpool has no timeouts by default: without them an exhausted pool queues requests forever.
 /// Here waiting for a connection, opening one and running a statement are each bounded by
 /// `timeout_ms`; `statement_timeout` makes PostgreSQL itself give up on a slow statement too.
-pub fn make_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+pub fn make_pool(settings: &DatabaseSettings, url: &str) -> anyhow::Result<Pool> {
     let timeout = settings.timeout();
-    let mut pg: tokio_postgres::Config = settings.url.parse()?;
+    let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(timeout);
     pg.application_name("reviews-api");
     // force_generic_plan: left to itself the plan cache keeps re-planning sql/list.sql at every

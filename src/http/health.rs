@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    db::fetch_text(&state.reads, state.timeout, &db::sql::HEALTH, &[]).await?;
+    db::fetch_text(&state.reads.primary, state.timeout, &db::sql::HEALTH, &[]).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("OK"))

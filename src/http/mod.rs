@@ -2,6 +2,7 @@
 //! and the older form of the original load tests) are served by the same handlers.
 
 mod bench;
+mod docs;
 mod health;
 mod meta;
 mod metrics;
@@ -34,6 +35,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/reviews/{review_id}/report", "PUT").route(web::put().to(writes::report)))
     .service(resource("/health", "GET").route(web::get().to(health::health)))
     .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+    .service(resource("/openapi.yaml", "GET").route(web::get().to(docs::openapi_yaml)))
+    .service(resource("/openapi.json", "GET").route(web::get().to(docs::openapi_json_route)))
+    .service(resource("/docs", "GET").route(web::get().to(docs::page)))
+    .service(resource("/docs/init.js", "GET").route(web::get().to(docs::init_js)))
+    .service(resource("/docs/swagger-ui-bundle.js", "GET").route(web::get().to(docs::bundle_js)))
+    .service(resource("/docs/swagger-ui.css", "GET").route(web::get().to(docs::css)))
     .service(resource("/bench/constant/{bytes}", "GET").route(web::get().to(bench::constant)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)

@@ -19,8 +19,8 @@ use tokio_postgres::types::ToSql;
 /// built once in `startup`; see [`AppState::for_worker`].
 pub struct AppState {
     pub pool: Pool,
-    /// This worker's read lanes.
-    pub reads: db::Connections,
+    /// This worker's read lanes, on the primary and on each replica.
+    pub reads: db::Reads,
     /// No lanes: each write borrows a connection of its own.
     pub writes: db::Connections,
     read_lanes: usize,
@@ -28,6 +28,9 @@ pub struct AppState {
     workers_started: AtomicUsize,
     pub timeout: Duration,
     pub cache: Arc<BodyCache>,
+    /// None without replicas: then every read is from the primary and a write need not know
+    /// where the WAL stands.
+    pub freshness: Option<Arc<db::Freshness>>,
     pub metrics: Arc<Metrics>,
     /// The constant body of GET /bench/constant (None unless server.bench_routes).
     pub bench_body: Option<Bytes>,
@@ -36,22 +39,36 @@ pub struct AppState {
 impl AppState {
     /// The state the workers' states are made from. `read_lanes`: per worker, see
     /// [`crate::config::DatabaseSettings::read_lanes_per_worker`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: Pool,
+        replicas: Vec<(Arc<db::Replica>, Pool)>,
+        freshness: Option<Arc<db::Freshness>>,
         cache: Arc<BodyCache>,
         metrics: Arc<Metrics>,
         settings: &Settings,
         workers: usize,
         read_lanes: usize,
     ) -> AppState {
+        let lanes = |pool: &Pool| {
+            db::Connections::new(pool.clone(), workers, read_lanes, metrics.db.clone())
+        };
         AppState {
-            reads: db::Connections::new(pool.clone(), workers, read_lanes, metrics.db.clone()),
+            reads: db::Reads::new(
+                lanes(&pool),
+                replicas
+                    .iter()
+                    .map(|(r, p)| (r.clone(), lanes(p)))
+                    .collect(),
+                freshness.clone().unwrap_or_default(),
+            ),
             writes: db::Connections::new(pool.clone(), 0, 0, metrics.db.clone()),
             read_lanes,
             workers_started: AtomicUsize::new(0),
             pool,
             timeout: settings.database.timeout(),
             cache,
+            freshness,
             metrics,
             bench_body: settings
                 .server
@@ -72,9 +89,29 @@ impl AppState {
             workers_started: AtomicUsize::new(0),
             timeout: self.timeout,
             cache: self.cache.clone(),
+            freshness: self.freshness.clone(),
             metrics: self.metrics.clone(),
             bench_body: self.bench_body.clone(),
         }
+    }
+
+    /// Called once a write to `product_id` has committed, before it is acknowledged: from now on
+    /// no read of this instance answers from before it (a replica must have replayed it, and no
+    /// body cached before it is served).
+    pub(super) async fn wrote(&self, product_id: i32) {
+        if let Some(freshness) = &self.freshness {
+            let lsn = db::query_opt(&self.writes, self.timeout, &db::sql::WAL_POSITION, &[])
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get::<_, String>(0).ok())
+                .as_deref()
+                .and_then(db::parse_lsn);
+            // Unknown: the write is done and must be acknowledged, so this product's stripe
+            // reads from the primary from now on rather than risk a replica from before it.
+            freshness.wrote(product_id, lsn.unwrap_or(u64::MAX));
+        }
+        self.cache.invalidate_product(product_id);
     }
 
     /// A read document: from the cache, or from its one statement.
@@ -87,7 +124,8 @@ impl AppState {
         let body = self
             .cache
             .get_or_load(doc, || async {
-                db::fetch_text(&self.reads, self.timeout, statement, params)
+                self.reads
+                    .fetch_text(doc.product_id(), self.timeout, statement, params)
                     .await
                     .map(Bytes::from)
             })

@@ -60,7 +60,7 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
     let review_id: i32 = row
         .ok_or(ApiError::Invalid("characteristics"))?
         .try_get(0)?;
-    state.cache.invalidate_product(review.product_id);
+    state.wrote(review.product_id).await;
     Ok(HttpResponse::Created()
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(format!("{{\"review_id\":{review_id}}}")))
@@ -92,7 +92,7 @@ async fn mark(
     let product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
     // Here the write has committed: no read that began before it can store its body under the
     // new generation (see cache).
-    state.cache.invalidate_product(product_id);
+    state.wrote(product_id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

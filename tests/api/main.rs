@@ -5,6 +5,7 @@
 mod cache;
 mod dataset;
 mod demo;
+mod docs;
 mod faults;
 mod helpers;
 mod load;
