@@ -60,6 +60,12 @@ fn base_port() -> u16 {
 impl Deployment {
     /// `deploy/local up --dir <temp> --bin <this build> --port <free> ARGS`.
     pub fn up(args: &[&str]) -> Deployment {
+        Deployment::up_with_env(args, &[])
+    }
+
+    /// `up`, with `env` in the environment of deploy/local, which its instances inherit
+    /// (`REVIEWS__SECTION__KEY` settings).
+    pub fn up_with_env(args: &[&str], env: &[(&str, &str)]) -> Deployment {
         require_nginx();
         let dir = temp_dir("deploy");
         let port = base_port();
@@ -78,7 +84,7 @@ impl Deployment {
             dir,
             url: String::new(),
         };
-        let out = deployment.script(&all);
+        let out = deployment.script_with_env(&all, env);
         let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "up printed {url:?}");
         deployment.url = url;
@@ -98,8 +104,13 @@ impl Deployment {
     }
 
     fn script(&self, args: &[String]) -> Output {
+        self.script_with_env(args, &[])
+    }
+
+    fn script_with_env(&self, args: &[String], env: &[(&str, &str)]) -> Output {
         let out = Command::new(SCRIPT)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("run deploy/local");
@@ -165,6 +176,26 @@ impl Deployment {
             "postgres://postgres@127.0.0.1:{}/reviews",
             self.part("primary").port
         )
+    }
+
+    /// Index scans of the reviews tables that PostgreSQL part `name` ran itself (its own
+    /// statistics: on a replica, the reads it served).
+    pub async fn index_scans(&self, name: &str) -> i64 {
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/reviews",
+            self.part(name).port
+        );
+        let client = reviews_api::db::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {name}: {e:#}"));
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_tables",
+                &[],
+            )
+            .await
+            .expect("pg_stat_user_tables");
+        row.get(0)
     }
 
     /// `pg_ctl stop -m MODE` of a PostgreSQL part, as its owner (postgres, when we are root).
