@@ -14,10 +14,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked 2>/dev/null || true
-# Only what the build reads: the sources, the SQL files and config/default.toml compiled in.
-COPY src ./src
-COPY sql ./sql
-COPY config ./config
+# The whole checkout: the build compiles in sql/, config/default.toml, openapi.yaml and
+# docs/swagger-ui/. .dockerignore keeps target/, datasets and local clusters out of the context.
+COPY . .
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin reviews-api
 
 FROM debian:bookworm-slim
