@@ -113,6 +113,7 @@ class CpuSampler(threading.Thread):
         for pid, t in self.last.items():
             groups[self.klass[pid]] += t - self.first[pid]
         cores = {k: round(v / self.TICK / secs, 2) for k, v in groups.items()}
+        self.seconds = {k: v / self.TICK for k, v in groups.items()}
         ncpu = os.cpu_count() or 1
         cores["machine_busy"] = round((busy1 - self.busy0) / max(1, all1 - self.all0) * ncpu, 2)
         cores["steal"] = round((steal1 - self.steal0) / max(1, all1 - self.all0) * ncpu, 2)
@@ -144,6 +145,7 @@ class Watched(NamedTuple):
     out: str
     err: str | None          # None when stderr went to out
     cpu: dict                # CpuSampler.result
+    cpu_seconds: dict        # CpuSampler.seconds: CPU-seconds by group over the measurement
     server_responses: dict   # the server's own count of responses by status class during the run
 
 
@@ -160,7 +162,14 @@ def watched(ds: Dataset, server: Server | None, cmd: list[str], *, env=None,
         cpu.loadgen.add(p.pid)
         out, err = p.communicate()
     after = server.responses_by_class() if server else {}
-    return Watched(p.returncode, out, err, cpu.result, {k: after.get(k, 0) - before.get(k, 0) for k in after})
+    return Watched(p.returncode, out, err, cpu.result, cpu.seconds,
+                   {k: after.get(k, 0) - before.get(k, 0) for k in after})
+
+
+def per_request(cpu_seconds: dict, requests: int) -> dict:
+    """CPU µs per completed request (or pgbench transaction) of each group: CPU-seconds over the
+    measurement / completed requests × 1e6."""
+    return {k: round(v / requests * 1e6, 1) if requests else None for k, v in cpu_seconds.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +302,7 @@ class Runner:
         r["mean_body_bytes"] = r["body_bytes"] / r["responses"] if r["responses"] else 0
         r["server_responses_by_class"] = w.server_responses
         r["cpu_cores"] = w.cpu
+        r["cpu_us_per_req"] = per_request(w.cpu_seconds, r["requests"])
         r["command"] = " ".join(shlex.quote(c) for c in cmd)
         self.check_errors(label, r["socket_error_count"], r["non2xx"], r["statuses"])
         # The server's own count: any non-2xx it answered in the window, even one wrk missed.
@@ -379,6 +389,8 @@ class Runner:
             "latency_us": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                            "max": lat[-1] if lat else 0, "mean": sum(lat) / len(lat) if lat else 0},
             "clients": clients, "cpu_cores": w.cpu, "foreign_busy_cores_before": busy,
+            # No service runs during a database ceiling: "–", not a measured 0.
+            "cpu_us_per_req": dict(per_request(w.cpu_seconds, processed), server=None),
             "command": ("PGOPTIONS=" + shlex.quote(pgoptions) + " " if pgoptions else "")
                        + " ".join(shlex.quote(c) for c in cmd),
             "scripts": {p.name: p.read_text() for p, _ in scripts},
@@ -422,6 +434,7 @@ class Runner:
             "server_responses_by_class": w.server_responses,
             "foreign_busy_cores_before": busy, "command": " ".join(shlex.quote(str(c)) for c in cmd),
         }
+        r["cpu_us_per_req"] = per_request(w.cpu_seconds, r["requests"])
         r["latency_us"]["max"] = round(j["summary"]["slowest"] * 1e6) if j["summary"].get("slowest") else 0
         self.check_errors(label, errors, non2xx, statuses)
         log(f"{label}: {r['rps']:,.0f} req/s, p50 {ms(r['latency_us']['p50'])} p99 "

@@ -14,11 +14,13 @@ import tempfile
 from pathlib import Path
 
 import common
-from catalog import FIXED_RATE, FULL_SIZE, SCENARIOS, SERVICE_PGOPTIONS, SMOKE_SIZE, TARGET_FIXED_RATE
+from catalog import (FIXED_RATE, FULL_SIZE, SCENARIOS, SERVICE_PGOPTIONS, SMOKE_SIZE, STOCK_PG_URL,
+                     TARGET_FIXED_RATE)
+from cluster import PrivateCluster
 from common import BENCH, build, die, ensure_tools, log, release_binary, run
-from dataset import BenchLock, Dataset, Pg, csv_files, ensure_dataset, prepare_dataset, restore_writes, snapshot_writes
+from dataset import BenchLock, Dataset, MachineLock, Pg, csv_files, ensure_dataset, prepare_dataset, restore_writes, snapshot_writes
 from measure import Runner, Server, free_port
-from report import fixed_table, machine_facts, results_table, target_checks, write_report
+from report import fixed_table, machine_facts, postgres_facts, results_table, target_checks, write_report
 from service_sql import explain, pgbench_scripts
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +64,11 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
             for sc in uncached:
                 r = runner.clean(sc["name"], lambda: runner.scenario(ds, server, sc))
                 r["ceiling"] = pgbench_ceiling(sc)
+                # The HTTP half of the path: the same binary answering a constant body of the
+                # scenario's mean size, for the composed ceiling below.
+                nbytes = max(1, round(r["mean_body_bytes"]))
+                r["constant"] = runner.clean(f"{sc['name']} constant", lambda: runner.constant(
+                    ds, server, nbytes, f"{ds.products}/{sc['name']} HTTP ceiling (constant {nbytes} B)"))
                 result["scenarios"][sc["name"]] = r
             for rate in a.rate:
                 for fr in fixed:
@@ -116,6 +123,19 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
     for name, r in result["scenarios"].items():
         c = r.get("ceiling")
         r["ratio"] = r["rps"] / c["rps"] if c and c["rps"] else None
+        # The composed ceiling of an uncached read: a request costs the service's HTTP work (the
+        # constant body's time per request) plus the database's (pgbench's), one after the other
+        # on the same cores, so 1 / (1/pgbench + 1/constant): what the service would reach if its
+        # way to PostgreSQL cost nothing beyond what pgbench's client pays. A cached read's whole
+        # path is the HTTP one: its composed ceiling is the constant body itself.
+        k = r.get("constant")
+        if c and c["kind"] == "pgbench" and k and c["rps"] and k["rps"]:
+            r["composed_rps"] = 1 / (1 / c["rps"] + 1 / k["rps"])
+        elif c and c["kind"] == "constant":
+            r["composed_rps"] = c["rps"]
+        else:
+            r["composed_rps"] = None
+        r["composed_ratio"] = r["rps"] / r["composed_rps"] if r["composed_rps"] else None
         # The same ratio per core of the component that does the work: PostgreSQL backends for a
         # database ceiling, the server for the constant body. Near 100% means each query (or
         # response) costs the same in both runs, and the gap in req/s is CPU the other parties
@@ -153,8 +173,14 @@ def parse_args(argv, description: str):
     p.add_argument("--smoke", action="store_true", help="CI: a few seconds per scenario on 2,000 products; "
                                                          "exits non-zero on any socket error or non-2xx answer")
     p.add_argument("--port", type=int, help="server port (default: a free one)")
-    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"),
-                   help="PostgreSQL server, without database (default $BENCH_PG_URL or postgres://postgres@127.0.0.1:5432)")
+    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL"),
+                   help="measure against this PostgreSQL server, without database, as it is configured "
+                        "(default $BENCH_PG_URL; without either: the private cluster in bench/pg/, or with "
+                        f"--smoke the machine's server at {STOCK_PG_URL})")
+    p.add_argument("--private-pg", action="store_true",
+                   help="use the private cluster (bench/pg/) even with --smoke")
+    p.add_argument("--keep-pg", action="store_true",
+                   help="leave the private cluster running at the end (it is reused either way)")
     p.add_argument("--quiet-wait", type=float, help="seconds to wait for other users' load to drop before each "
                                                     "measurement (default 30; smoke 0)")
     p.add_argument("--quiet-threshold", type=float, default=0.3, help="cores of foreign load that count as quiet (0.3)")
@@ -179,6 +205,13 @@ def parse_args(argv, description: str):
     a.retries = a.retries if a.retries is not None else (0 if a.smoke else 2)
     a.pgbench_clients = a.pgbench_clients or a.pool_size or 16
     a.out = a.out or (BENCH / "results" / "smoke" if a.smoke else BENCH / "results")
+    # Where PostgreSQL comes from: a given server as it is, else the private cluster configured for
+    # the job; the smoke (CI, correctness only) uses the machine's stock server unless told.
+    if a.pg_url and a.private_pg:
+        p.error("--private-pg and --pg-url (or BENCH_PG_URL) name two different servers")
+    a.private = not a.pg_url and (a.private_pg or not a.smoke)
+    if not a.pg_url and not a.private:
+        a.pg_url = STOCK_PG_URL
     names = [s["name"] for s in SCENARIOS]
     a.selected = set(a.scenarios.split(",")) if a.scenarios else set(names)
     unknown = a.selected - set(names)
@@ -200,16 +233,38 @@ def main(argv, description: str) -> int:
     csv_files()  # the dataset's file names, from src/etl/dataset.rs: fail now, not after the build
     tools = ensure_tools(a.smoke)
     binary = release_binary() if a.no_build else build()
+    # SIGTERM ends the run like Ctrl-C: the finally blocks stop the server, the private cluster
+    # and release the locks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    machine_lock = MachineLock(f"{command} in {BENCH.parent}")
+    machine_lock.acquire()
+    cluster = None
+    try:
+        if a.private:
+            # The server's pool and read lanes, pgbench's clients, psql: with room to spare.
+            pool = a.pool_size or 16
+            cluster = PrivateCluster(max(100, 2 * (pool + a.pgbench_clients) + 20))
+            a.pg_url = cluster.start()
+        return measure_all(a, command, stamp, out, workdir, tools, binary, cluster)
+    finally:
+        if cluster and not a.keep_pg:
+            cluster.stop()
+        elif cluster:
+            log(f"the private PostgreSQL keeps running (--keep-pg): {cluster.url}")
+        machine_lock.release()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_all(a, command, stamp, out, workdir, tools, binary, cluster) -> int:
     pg = Pg(a.pg_url)
     if run(["psql", pg.url("postgres"), "-Atqc", "SELECT 1"], check=False).returncode != 0:
         die(f"cannot reach PostgreSQL at {a.pg_url} (set --pg-url or BENCH_PG_URL)")
     report = {"date": stamp, "command": command, "args": {k: (str(v) if isinstance(v, Path) else v)
                                                           for k, v in vars(a).items() if k != "selected"},
-              "machine": machine_facts(pg, tools), "datasets": [], "errors": []}
+              "machine": machine_facts(pg, tools), "postgres": postgres_facts(pg, cluster),
+              "datasets": [], "errors": []}
     report["args"]["selected"] = sorted(a.selected)
     runner = Runner(a, tools, pg, workdir)
-    # SIGTERM ends the run like Ctrl-C: the finally blocks stop the server and release the lock.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lock = BenchLock(pg)
     lock.acquire()
     try:
@@ -226,7 +281,6 @@ def main(argv, description: str) -> int:
             write_report(report, out)  # after each size, so a long run leaves something behind
     finally:
         lock.release()
-        shutil.rmtree(workdir, ignore_errors=True)
     report["errors"] = runner.errors
     write_report(report, out)
     log(f"report: {out.with_suffix('.md')} (.json, .svg)")
