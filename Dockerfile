@@ -1,24 +1,43 @@
-# reviews-api: one static-ish binary on a slim Debian. Build: docker build -t reviews-api .
-# Run:   docker run -e DATABASE_URL=postgres://user@db:5432/reviews -p 3000:3000 reviews-api
+# reviews-api: one binary on a slim Debian, run as a non-root user.
+# UNTESTED HERE: no Docker daemon or registry on the machines this was written on. It mirrors what
+# deploy/local runs (the same binary and config/, `reviews-api serve` with DATABASE_URL and
+# REVIEWS__DATABASE__REPLICA_URLS), which the tests in tests/api/scale.rs exercise; keep the two in
+# step. compose.yaml runs this image behind NGINX with a primary and a streaming replica.
+#
+# Build: docker build -t reviews-api .
+# Run:   docker run -e DATABASE_URL=postgres://user@db:5432/reviews \
+#          -e REVIEWS__DATABASE__REPLICA_URLS=postgres://user@replica:5432/reviews \
+#          -p 3000:3000 reviews-api
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked 2>/dev/null || true
+# The whole checkout: the build compiles in sql/, config/default.toml, openapi.yaml and
+# docs/swagger-ui/. .dockerignore keeps target/, datasets and local clusters out of the context.
 COPY . .
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin reviews-api
 
 FROM debian:bookworm-slim
 # curl: the health check below; the binary itself needs only libc.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --home /app reviews
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home-dir /app --shell /usr/sbin/nologin reviews \
+    && mkdir -p /app && chown reviews: /app
 WORKDIR /app
 COPY --from=build /src/target/release/reviews-api /usr/local/bin/reviews-api
+# Read at run time from the working folder (its defaults are compiled in too); add a
+# config/local.toml here, or environment variables, to override.
 COPY config ./config
 USER reviews
 ENV REVIEWS__SERVER__HOST=0.0.0.0 PORT=3000 RUST_LOG=info
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS "http://127.0.0.1:$PORT/health" || exit 1
+# SIGTERM: stop accepting, finish the requests in flight, close the pool, exit (within
+# server.shutdown_timeout_secs). Give the container at least that long to stop
+# (docker stop -t, compose's stop_grace_period).
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD curl -fsS "http://127.0.0.1:$PORT/health" || exit 1
 ENTRYPOINT ["reviews-api"]
 CMD ["serve"]

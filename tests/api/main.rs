@@ -11,5 +11,6 @@ mod helpers;
 mod load;
 mod metrics;
 mod reads;
+mod scale;
 mod shared_reads;
 mod writes;

@@ -1,0 +1,382 @@
+//! Past one machine: the topology of `deploy/local` (a PostgreSQL primary, streaming replicas,
+//! several instances, NGINX in front), started for real on free ports in a temporary folder and
+//! stopped by `deploy/local down` when the test ends, passed or not. Needs NGINX
+//! (`apt-get install nginx-light`); fails, never skips, without it.
+
+use crate::helpers::deploy::{
+    closed_loop, helpfulness_of, missing_reviews, review_body, target, Deployment, Tally, Target,
+};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The generated dataset's size: small, so that `up` takes seconds.
+const PRODUCTS: &str = "200";
+
+/// How soon after a write is acknowledged every instance must show it.
+const FRESH: Duration = Duration::from_secs(1);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(crate::helpers::reply::HANG)
+        .build()
+        .unwrap()
+}
+
+/// Product ids 1..=n of the generated dataset, with their characteristic ids.
+async fn targets(deployment: &Deployment, n: i32) -> Vec<Target> {
+    let http = client();
+    let mut out = Vec::new();
+    for id in 1..=n {
+        out.push(target(&http, &deployment.url, id).await);
+    }
+    out
+}
+
+/// `(status, body)` of a GET.
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = http.get(url).send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// A product's list (all of it, newest first) and meta, as one instance or NGINX serves them.
+async fn view(http: &reqwest::Client, base: &str, product_id: i32) -> (Value, Value) {
+    let (s1, list) = get(
+        http,
+        &format!("{base}/reviews?product_id={product_id}&sort=newest&count=1000"),
+    )
+    .await;
+    let (s2, meta) = get(
+        http,
+        &format!("{base}/reviews/meta?product_id={product_id}"),
+    )
+    .await;
+    assert_eq!((s1, s2), (200, 200), "{base}: {list} {meta}");
+    (
+        serde_json::from_str(&list).unwrap(),
+        serde_json::from_str(&meta).unwrap(),
+    )
+}
+
+fn review_in(list: &Value, id: i64) -> Option<&Value> {
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["review_id"].as_i64() == Some(id))
+}
+
+fn rating_count(meta: &Value, rating: &str) -> i64 {
+    meta["ratings"][rating]
+        .as_str()
+        .map_or(0, |s| s.parse().unwrap())
+}
+
+/// Every base URL shows `holds` within FRESH of `since`, and keeps showing it on every read until
+/// the replica has surely applied the write (`since` + 3 s): no client ever reads back in time.
+async fn everywhere<F>(
+    http: &reqwest::Client,
+    bases: &[String],
+    product: i32,
+    since: Instant,
+    what: &str,
+    holds: F,
+) where
+    F: Fn(&Value, &Value) -> bool,
+{
+    for base in bases {
+        loop {
+            let (list, meta) = view(http, base, product).await;
+            if holds(&list, &meta) {
+                break;
+            }
+            assert!(
+                since.elapsed() < FRESH,
+                "{what}: {base} still did not show it {:?} after it was acknowledged\nlist {list}\nmeta {meta}",
+                since.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    while since.elapsed() < Duration::from_secs(3) {
+        for base in bases {
+            let (list, meta) = view(http, base, product).await;
+            assert!(
+                holds(&list, &meta),
+                "{what}: {base} showed it, then no longer ({:?} after)\nlist {list}\nmeta {meta}",
+                since.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With the replica applying WAL 2 s late, a write made through one instance is read back within
+/// a second from every instance (asked directly) and through NGINX: the new review, its rating in
+/// meta, a helpful vote, a report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_read_back_from_every_instance_despite_a_lagging_replica() {
+    let deployment = Deployment::up(&[
+        "--instances",
+        "2",
+        "--replicas",
+        "1",
+        "--replica-delay-ms",
+        "2000",
+        "--products",
+        PRODUCTS,
+    ]);
+    let http = client();
+    let instances = deployment.instance_urls();
+    assert_eq!(instances.len(), 2);
+    let mut bases = instances.clone();
+    bases.push(deployment.url.clone());
+    let product = 11;
+    let target = target(&http, &deployment.url, product).await;
+    let (_, meta_before) = view(&http, &deployment.url, product).await;
+    let fives = rating_count(&meta_before, "5");
+
+    // A review, posted through instance 1.
+    let posted = http
+        .post(format!("{}/reviews", instances[0]))
+        .json(&review_body(&target, 5, "read back"))
+        .send()
+        .await
+        .expect("POST");
+    let since = Instant::now();
+    assert_eq!(posted.status().as_u16(), 201);
+    let id = posted.json::<Value>().await.unwrap()["review_id"]
+        .as_i64()
+        .unwrap();
+    everywhere(
+        &http,
+        &bases,
+        product,
+        since,
+        "a new review",
+        |list, meta| review_in(list, id).is_some() && rating_count(meta, "5") == fives + 1,
+    )
+    .await;
+
+    // A helpful vote, through NGINX.
+    let voted = http
+        .put(format!("{}/reviews/{id}/helpful", deployment.url))
+        .send()
+        .await
+        .expect("PUT helpful");
+    let since = Instant::now();
+    assert_eq!(voted.status().as_u16(), 204);
+    everywhere(
+        &http,
+        &bases,
+        product,
+        since,
+        "a helpful vote",
+        |list, _| review_in(list, id).is_some_and(|r| r["helpfulness"] == 1),
+    )
+    .await;
+
+    // A report, through instance 2: the review disappears from the list and from meta.
+    let reported = http
+        .put(format!("{}/reviews/{id}/report", instances[1]))
+        .send()
+        .await
+        .expect("PUT report");
+    let since = Instant::now();
+    assert_eq!(reported.status().as_u16(), 204);
+    everywhere(&http, &bases, product, since, "a report", |list, meta| {
+        review_in(list, id).is_none() && rating_count(meta, "5") == fives
+    })
+    .await;
+
+    // And the replica does serve reads here (else the above would prove nothing): reads of
+    // products nobody wrote to, each new so that no cache answers it, show up in its statistics
+    // (flushed about once a second while its sessions are busy).
+    let before = deployment.index_scans("replica-1").await;
+    let mut next = 100;
+    let served =
+        crate::helpers::reply::poll(Duration::from_secs(15), Duration::from_millis(100), || {
+            next += 1;
+            let (http, instances, deployment, p) =
+                (&http, &instances, &deployment, 100 + next % 100);
+            async move {
+                for base in instances {
+                    view(http, base, p).await;
+                }
+                deployment.index_scans("replica-1").await > before
+            }
+        })
+        .await;
+    assert!(served, "the lagging replica served no read");
+}
+
+fn assert_no_failures(what: &str, tally: &Tally) {
+    assert!(tally.requests > 0, "{what}: no request was made");
+    assert!(
+        tally.failures.is_empty(),
+        "{what}: {} of {} requests failed; the first ones: {:#?}",
+        tally.failures.len(),
+        tally.requests,
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+}
+
+/// Reads keep answering while the only replica, which was serving them, stops at once (pg_ctl
+/// stop -m immediate): asked through NGINX and asked of each instance directly, not one non-2xx
+/// answer or socket error. The cache is off, so that every read reaches PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_the_replica_stopping() {
+    let deployment = Arc::new(Deployment::up_with_env(
+        &[
+            "--instances",
+            "2",
+            "--replicas",
+            "1",
+            "--products",
+            PRODUCTS,
+        ],
+        &[("REVIEWS__CACHE__ENABLED", "false")],
+    ));
+    let targets = targets(&deployment, 20).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut runs = Vec::new();
+    let mut bases = deployment.instance_urls();
+    bases.push(deployment.url.clone());
+    for base in &bases {
+        runs.push((
+            base.clone(),
+            tokio::spawn(closed_loop(
+                base.clone(),
+                targets.clone(),
+                2,
+                false,
+                stop.clone(),
+            )),
+        ));
+    }
+    // The replica serves reads before it stops (its own statistics count them; they reach the
+    // statistics within about a second).
+    let served = crate::helpers::reply::poll(
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+        || async { deployment.index_scans("replica-1").await > 0 },
+    )
+    .await;
+    assert!(served, "the replica served no read");
+    let d = deployment.clone();
+    tokio::task::spawn_blocking(move || d.pg_stop("replica-1", "immediate"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for (base, run) in runs {
+        let tally = run.await.unwrap();
+        assert_no_failures(&format!("reads of {base} with the replica stopped"), &tally);
+    }
+}
+
+/// A closed-loop load of reads and writes through NGINX during a rolling restart of every
+/// instance: no socket error, no non-2xx answer, every acknowledged review and vote on the
+/// primary, and `verify` passes. Then an instance is SIGKILLed under load: no GET fails (NGINX
+/// passes them on), and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_no_request_and_a_killed_instance_no_read() {
+    let deployment = Arc::new(Deployment::up(&[
+        "--instances",
+        "2",
+        "--replicas",
+        "1",
+        "--products",
+        PRODUCTS,
+    ]));
+    let targets = targets(&deployment, 20).await;
+
+    // The rolling restart, under load from the first moment to a second past its end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(closed_loop(
+        deployment.url.clone(),
+        targets.clone(),
+        4,
+        true,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pids_before: Vec<String> = instance_pids(&deployment);
+    let started = Instant::now();
+    deployment.run_async(&["restart"]).await;
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = load.await.unwrap();
+    let pids_after = instance_pids(&deployment);
+    for (before, after) in pids_before.iter().zip(&pids_after) {
+        assert_ne!(
+            before, after,
+            "every instance is a new process after the restart"
+        );
+    }
+    assert_no_failures(&format!("load during a rolling restart ({took:?})"), &tally);
+    assert!(
+        !tally.acknowledged.is_empty(),
+        "no POST was made during the restart"
+    );
+    let primary = deployment.primary_url();
+    let missing = missing_reviews(&primary, &tally.acknowledged).await;
+    assert!(
+        missing.is_empty(),
+        "acknowledged reviews missing: {missing:?}"
+    );
+    assert_eq!(
+        helpfulness_of(&primary, &tally.acknowledged).await,
+        tally.helpful.len() as i64,
+        "every acknowledged helpful vote counted once"
+    );
+    let d = deployment.clone();
+    tokio::task::spawn_blocking(move || d.verify())
+        .await
+        .unwrap();
+
+    // The failure drill: instance 1 SIGKILLed under load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(closed_loop(
+        deployment.url.clone(),
+        targets.clone(),
+        4,
+        true,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    deployment.run_async(&["kill", "1"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = load.await.unwrap();
+    assert!(tally.requests > 0);
+    let failed_gets = tally.failed("GET");
+    assert!(
+        failed_gets.is_empty(),
+        "{} GETs failed with an instance killed: {:#?}",
+        failed_gets.len(),
+        &failed_gets[..failed_gets.len().min(10)]
+    );
+    let missing = missing_reviews(&primary, &tally.acknowledged).await;
+    assert!(missing.is_empty(), "acknowledged reviews lost: {missing:?}");
+    // A vote that failed may still have counted (the instance died after committing it), never
+    // the other way round.
+    assert!(helpfulness_of(&primary, &tally.acknowledged).await >= tally.helpful.len() as i64);
+    deployment.run_async(&["start", "1"]).await;
+    let d = deployment.clone();
+    tokio::task::spawn_blocking(move || d.verify())
+        .await
+        .unwrap();
+}
+
+fn instance_pids(deployment: &Deployment) -> Vec<String> {
+    deployment
+        .parts()
+        .into_iter()
+        .filter(|p| p.kind == "instance")
+        .map(|p| p.pid)
+        .collect()
+}
