@@ -20,6 +20,9 @@ const BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Status classes, by `status / 100 - 1`.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -77,7 +80,9 @@ pub struct CacheMetrics {
 pub struct Metrics {
     registry: Registry,
     pub requests: Histograms<RequestLabels>,
-    pub responses: Family<ClassLabels, Counter>,
+    /// One counter per status class, `1xx` to `5xx`, made up front: every class shows from the
+    /// first scrape, and counting one costs no lookup.
+    responses: [Counter; 5],
     pub db: DbMetrics,
     pub cache: CacheMetrics,
     /// Set from the cache and the pool when scraped.
@@ -104,12 +109,13 @@ impl Metrics {
             Unit::Seconds,
             requests.clone(),
         );
-        let responses = Family::<ClassLabels, Counter>::default();
+        let by_class = Family::<ClassLabels, Counter>::default();
         registry.register(
             "http_responses",
             "HTTP responses by status class",
-            responses.clone(),
+            by_class.clone(),
         );
+        let responses = CLASSES.map(|class| by_class.get_or_create(&ClassLabels { class }).clone());
         let db = DbMetrics {
             statement_seconds: Family::new_with_constructor(histogram),
             pool_wait_seconds: histogram(),
@@ -183,25 +189,23 @@ impl Metrics {
         self
     }
 
-    /// A response, counted and timed.
-    pub fn response(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
-        let status = match status / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
-        self.responses
-            .get_or_create(&ClassLabels { class: status })
-            .inc();
+    /// Counts a response by its status class; returns the class's index for [`CLASSES`].
+    pub fn count(&self, status: u16) -> usize {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.responses[class].inc();
+        class
+    }
+
+    /// The duration histogram of one route, method and status class (a handle on the series the
+    /// registry reports: observing it is all a response costs once it is found).
+    pub fn requests(&self, route: &'static str, method: &'static str, class: usize) -> Histogram {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
                 method,
-                status,
+                status: CLASSES[class],
             })
-            .observe(took.as_secs_f64());
+            .clone()
     }
 
     /// The Prometheus text exposition (OpenMetrics).

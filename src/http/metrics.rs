@@ -24,9 +24,19 @@ pub async fn count_and_log<B: MessageBody>(
     let response = response.await?;
     let status = response.status();
     let req = response.request();
-    let route = req.app_data::<Route>().map_or("none", |r| r.0);
     let method = method_label(req.method());
-    metrics.response(route, method, status.as_u16(), started.elapsed());
+    let class = metrics.count(status.as_u16());
+    let took = started.elapsed().as_secs_f64();
+    let route = match req.app_data::<Route>() {
+        Some(route) => {
+            route.observe(&metrics, method, class, took);
+            route.template
+        }
+        None => {
+            metrics.requests("none", method, class).observe(took);
+            "none"
+        }
+    };
     if status.is_server_error() {
         let cause = response
             .response()

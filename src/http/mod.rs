@@ -16,9 +16,12 @@ pub use metrics::count_and_log;
 pub use state::AppState;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::Uri;
 use actix_web::{web, HttpResponse};
+use prometheus_client::metrics::histogram::Histogram;
+use std::cell::RefCell;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Literal paths before the patterns that would also match them (`/reviews/meta`).
@@ -49,15 +52,44 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }));
 }
 
-/// A resource's route template, as the metrics label it.
-#[derive(Clone, Copy)]
-pub struct Route(pub &'static str);
+/// A resource's route template, as the metrics label it, and the duration histograms of its
+/// responses so far, by method and status class: found once per worker in the registry, then by
+/// a scan of a few pointers instead of hashing the labels on every request.
+pub struct Route {
+    pub template: &'static str,
+    series: RefCell<Vec<(&'static str, usize, Histogram)>>,
+}
+
+impl Route {
+    fn new(template: &'static str) -> Route {
+        Route {
+            template,
+            series: RefCell::default(),
+        }
+    }
+
+    /// A response of this route to `method` in status `class` took `seconds`.
+    pub fn observe(&self, metrics: &Metrics, method: &'static str, class: usize, seconds: f64) {
+        let mut series = self.series.borrow_mut();
+        match series
+            .iter()
+            .find(|(m, c, _)| std::ptr::eq(*m, method) && *c == class)
+        {
+            Some((_, _, histogram)) => histogram.observe(seconds),
+            None => {
+                let histogram = metrics.requests(self.template, method, class);
+                histogram.observe(seconds);
+                series.push((method, class, histogram));
+            }
+        }
+    }
+}
 
 /// A resource whose wrong methods answer docs/api.md's 405 (with the `Allow` header HTTP asks
 /// for, listing `allow`) instead of actix's empty one, and which tells the metrics its template.
 fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
     web::resource(path)
-        .app_data(Route(path))
+        .app_data(Route::new(path))
         .default_service(web::to(move || async move {
             Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
         }))
