@@ -2,9 +2,9 @@
 //! must be an operation of the description (a trailing slash is the same path), the status one of
 //! its documented responses (or `NXX`, or `default`), the Content-Type one of that response's
 //! content types (none, and an empty body, when it documents no content), and the body valid
-//! against the schema of that content type, with the JSON Schema validator `jsonschema` (JSON for
-//! `application/json`; the body as one string for any other type, so `text/plain` errors meet
-//! their `const`/`enum`). Headers the response marks `required` must be present and valid.
+//! against the schema of that content type, with the JSON Schema validator `jsonschema` (parsed
+//! for `application/json` and `application/yaml`; the body as one string for any other type, so
+//! `text/plain` errors meet their `const`/`enum`). Headers the response marks `required` must be present and valid.
 //!
 //! The helpers that talk HTTP to the app ([`TestApp::call`](super::app::TestApp),
 //! `TestApp::get`) call [`check`] on every answer, so no test can forget it. A test that sends a
@@ -359,6 +359,9 @@ fn check_response(what: &str, pointer: &str, headers: &HeaderMap, body: &[u8]) {
     let instance = if essence == "application/json" || essence.ends_with("+json") {
         serde_json::from_slice(body)
             .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", excerpt(body)))
+    } else if essence == "application/yaml" || essence.ends_with("+yaml") {
+        serde_norway::from_slice(body)
+            .unwrap_or_else(|e| panic!("{what}: not YAML ({e}): {}", excerpt(body)))
     } else {
         Value::String(
             String::from_utf8(body.to_vec())
