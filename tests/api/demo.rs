@@ -1,6 +1,7 @@
 //! `demo` and the private cluster it starts: real PostgreSQL binaries, real processes.
 
 use crate::helpers::app::{temp_dir, TestDb};
+use crate::helpers::contract;
 use reviews_api::demo;
 use reviews_api::devdb::{self, DevCluster};
 use std::net::{Ipv4Addr, TcpStream};
@@ -273,6 +274,7 @@ async fn demo_creates_the_database_loads_it_and_serves() {
     loop {
         demo.assert_running();
         if let Ok(response) = http.get(format!("{base}/health")).send().await {
+            let response = contract::checked("GET", "/health", response).await;
             if response.status() == 200 {
                 break;
             }
@@ -288,6 +290,7 @@ async fn demo_creates_the_database_loads_it_and_serves() {
         .send()
         .await
         .unwrap();
+    let meta = contract::checked("GET", "/reviews/meta?product_id=1", meta).await;
     assert_eq!(meta.status(), 200);
     let stdout = demo.output("stdout");
     assert!(

@@ -212,7 +212,7 @@ async fn the_description_and_the_page_are_served() {
         "/docs/swagger-ui.css",
     ] {
         for method in [reqwest::Method::POST, reqwest::Method::PUT] {
-            let reply = app.call(method.clone(), path, None).await;
+            let reply = app.call_unlisted(method.clone(), path, None).await;
             assert_eq!(
                 (reply.status, reply.body.as_str()),
                 (405, "Error: method not allowed"),
@@ -220,7 +220,9 @@ async fn the_description_and_the_page_are_served() {
             );
         }
     }
-    let reply = app.get_reply("/docs/nothing.js").await;
+    let reply = app
+        .call_unlisted(reqwest::Method::GET, "/docs/nothing.js", None)
+        .await;
     assert_eq!(reply.status, 404);
 }
 

@@ -3,6 +3,7 @@
 //! half-way, and `verify`. The cache is off here: these tests are about the database path.
 
 use crate::helpers::app::{snapshot, spawn_app, TestApp, TestDb};
+use crate::helpers::contract;
 use crate::helpers::reply::{created_id, listed_ids};
 use crate::helpers::seed::{
     average, expected_meta, post_review, review_body, seed_product, Posted,
@@ -512,6 +513,7 @@ async fn the_body_limit_is_64_kib() {
     let _ = socket.write_all(&request).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    contract::check_raw("POST", "/reviews", &answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.starts_with("HTTP/1.1 413"),

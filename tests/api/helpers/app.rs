@@ -109,16 +109,22 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
-    pub http: reqwest::Client,
+    /// Private to the helpers: every request goes through one that checks the answer against
+    /// openapi.yaml (helpers/contract.rs).
+    pub(super) http: reqwest::Client,
 }
 
 impl TestApp {
+    /// A GET of a route of openapi.yaml, its answer checked against the description, then
+    /// handed back whole (status, headers, body).
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
+        let response = self
+            .http
             .get(format!("{}{path}", self.address))
             .send()
             .await
-            .expect("request")
+            .expect("request");
+        super::contract::checked("GET", path, response).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP requests and their answers as plain values, metrics, polling.
 
 use super::app::TestApp;
+use super::contract;
 use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -14,10 +15,45 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl TestApp {
+    /// A request to a route of openapi.yaml; the answer must be one the description documents
+    /// for it (helpers/contract.rs), and a route it lacks fails the test.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let reply = self.send(method.clone(), path, body).await;
+        contract::check(
+            method.as_str(),
+            path,
+            reply.status,
+            &reply.headers,
+            reply.body.as_bytes(),
+        );
+        reply
+    }
+
+    /// A request that deliberately misses the description's routes: a path it does not list (the
+    /// answer must be its `NotFound`) or a listed path with another method (`MethodNotAllowed`).
+    /// Only for tests of unknown routes and wrong methods.
+    pub async fn call_unlisted(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let reply = self.send(method.clone(), path, body).await;
+        contract::check_unlisted(
+            method.as_str(),
+            path,
+            reply.status,
+            &reply.headers,
+            reply.body.as_bytes(),
+        );
+        reply
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.address));
         if let Some(body) = body {
             request = request
@@ -27,16 +63,17 @@ impl TestApp {
         let answer = async {
             let response = request.send().await.expect("request");
             let status = response.status().as_u16();
-            let content_type = response
-                .headers()
+            let headers = response.headers().clone();
+            let content_type = headers
                 .get("content-type")
                 .map(|v| v.to_str().unwrap_or("").to_string())
                 .unwrap_or_default();
-            let body = response.text().await.expect("response body");
+            let body = response.bytes().await.expect("response body");
             Reply {
                 status,
                 content_type,
-                body,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                headers,
             }
         };
         tokio::time::timeout(HANG, answer)
