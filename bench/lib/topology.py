@@ -361,8 +361,9 @@ CPU_PARTS = [("nginx", "NGINX"), ("server", "instances"), ("pg primary", "PG pri
 def comparison_table(t: dict) -> list[str]:
     confs = [(k, v) for k, v in t["configurations"].items() if v]
     lines = ["| scenario | configuration | req/s | p50 ms | p99 ms | " +
-             " | ".join(f"CPU µs/req {label}" for _, label in CPU_PARTS) + " | CPU µs/req total | errors |",
-             "|---|---|--:|--:|--:|" + "--:|" * len(CPU_PARTS) + "--:|--:|"]
+             " | ".join(f"CPU µs/req {label}" for _, label in CPU_PARTS) + " | CPU µs/req total | errors "
+             "| others' cores during (attempt kept) |",
+             "|---|---|--:|--:|--:|" + "--:|" * len(CPU_PARTS) + "--:|--:|--:|"]
     for name in t["scenarios"]:
         for key, conf in confs:
             r = conf.get(name)
@@ -376,7 +377,8 @@ def comparison_table(t: dict) -> list[str]:
             total = sum(per.get(g) or 0 for g, _ in CPU_PARTS if g != "loadgen")
             lines.append(f"| {name} | {r['configuration']} | {r['rps']:,.0f} | {ms(r['latency_us']['p50'])} | "
                          f"{ms(r['latency_us']['p99'])} | " + " | ".join(cells) +
-                         f" | {total:,.0f} | {r['socket_error_count'] + r['non2xx']} |")
+                         f" | {total:,.0f} | {r['socket_error_count'] + r['non2xx']} | "
+                         f"{r.get('foreign_cores_during', 0):.2f} ({r.get('attempt', 1)} of {r.get('attempts', 1)}) |")
     return lines
 
 
@@ -461,9 +463,9 @@ def write_topology_report(report: dict, out: Path) -> None:
         L += [f"## {t['products']:,} products: one instance direct vs {t['instances']} instances through NGINX"
               + (f" vs with {t['replicas']} replica(s)" if t["replicas"] else ""), "",
               "Each deployment is `deploy/local up --instances N --replicas R --data CSV_DIR` on the dataset's "
-              "CSVs (a fresh primary, `pg_basebackup -R` replicas, the instances with deploy/local's settings "
-              + ", ".join(f"`{k}={v}`" for k, v in sorted((t.get("server_env") or {}).items())) +
-              " and its defaults of 2 workers and a pool of 8 each, NGINX from deploy/nginx.conf.template). "
+              "CSVs (a fresh primary, `pg_basebackup -R` replicas, the instances with deploy/local's defaults of "
+              "2 workers and a pool of 8 each, the cache off for list-random and meta-random and on for the "
+              "others, NGINX from deploy/nginx.conf.template). "
               "`1 instance direct` is `reviews-api serve` with the suite's usual settings (compiled defaults: "
               "as many workers as cores, a pool of 16) on the same primary, wrk straight to it.", ""]
         L += comparison_table(t)
@@ -477,8 +479,8 @@ def write_topology_report(report: dict, out: Path) -> None:
                   f"wrk -t{a['connections']} -c{a['connections']} (one connection per thread, so mixed.lua's "
                   "`track=1` can tell which request failed) runs mixed.lua (45% GET list, 45% GET meta, "
                   "5% POST, 4% PUT helpful, 1% PUT report, cache on) through NGINX for a fixed time while "
-                  "deploy/local acts: `restart` (every instance in turn: out of NGINX by a reload, SIGTERM, "
-                  "started again, back in by a reload), or `kill 1` (SIGKILL) then `start 1`. POSTs answered "
+                  "deploy/local acts: `restart` (every instance in turn out of NGINX by a reload, SIGTERM, "
+                  "started again, back in by the reload that takes the next one out: N + 1 reloads), or `kill 1` (SIGKILL) then `start 1`. POSTs answered "
                   "201 are compared with the reviews added on the primary, helpful votes answered 204 with "
                   "the sum of helpfulness added; then `reviews-api verify`.", ""]
             L += drills_table(t)
