@@ -34,9 +34,13 @@ class CpuSampler(threading.Thread):
 
     TICK = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, db: str, server_pid: int | None):
+    def __init__(self, db: str, server_pid: int | None, parts: dict | None = None):
         super().__init__(daemon=True)
         self.db, self.server_pid = db, server_pid
+        # The parts of a deployed topology (bench/lib/topology.py): {"pids": {pid: group},
+        # "parents": {pid: group}}: a process is counted in its own PID's group, else in its
+        # parent's (the NGINX master's workers, a PostgreSQL postmaster's backends).
+        self.parts = parts or {"pids": {}, "parents": {}}
         self.loadgen: set[int] = set()
         self.first: dict[int, int] = {}
         self.last: dict[int, int] = {}
@@ -62,11 +66,15 @@ class CpuSampler(threading.Thread):
         idle = v[3] + v[4]
         return sum(v[:8]) - idle, sum(v[:8]), v[7]  # busy, all, steal
 
-    def classify(self, pid: int) -> str:
+    def classify(self, pid: int, ppid: int = 0) -> str:
         if pid in self.loadgen:
             return "loadgen"
         if pid == self.server_pid:
             return "server"
+        if pid in self.parts["pids"]:
+            return self.parts["pids"][pid]
+        if ppid in self.parts["parents"]:
+            return self.parts["parents"][ppid]
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -88,7 +96,7 @@ class CpuSampler(threading.Thread):
             ticks = int(f[11]) + int(f[12])
             if pid not in self.first:
                 self.first[pid] = ticks
-                self.klass[pid] = self.classify(pid)
+                self.klass[pid] = self.classify(pid, int(f[1]))
             self.last[pid] = ticks
 
     def run(self):
@@ -110,6 +118,8 @@ class CpuSampler(threading.Thread):
         secs = time.monotonic() - self.t0
         busy1, all1, steal1 = self.total()
         groups = {"loadgen": 0, "server": 0, "postgres": 0, "postgres-other": 0, "other": 0}
+        for g in set(self.parts["pids"].values()) | set(self.parts["parents"].values()):
+            groups[g] = 0
         for pid, t in self.last.items():
             groups[self.klass[pid]] += t - self.first[pid]
         cores = {k: round(v / self.TICK / secs, 2) for k, v in groups.items()}
@@ -155,7 +165,8 @@ def watched(ds: Dataset, server: Server | None, cmd: list[str], *, env=None,
     attributes the cores (the generator's process as the load generator) and, given the server,
     reads the server's /metrics counts by status class before and after."""
     before = server.responses_by_class() if server else {}
-    cpu = CpuSampler(ds.db, server.proc.pid if server else None)
+    cpu = CpuSampler(ds.db, server.proc.pid if server else None,
+                     server.cpu_parts() if hasattr(server, "cpu_parts") else None)
     with cpu:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
                              stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)

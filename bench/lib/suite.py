@@ -22,6 +22,7 @@ from dataset import BenchLock, Dataset, MachineLock, Pg, csv_files, ensure_datas
 from measure import Runner, Server, free_port
 from report import fixed_table, machine_facts, postgres_facts, results_table, target_checks, write_report
 from service_sql import explain, pgbench_scripts
+from topology import DRILLS, TOPOLOGY_SCENARIOS, bench_topology, write_topology_report
 
 # ---------------------------------------------------------------------------------------------
 # One dataset size
@@ -192,6 +193,15 @@ def parse_args(argv, description: str):
     p.add_argument("--prepare-only", action="store_true",
                    help="make sure the datasets are loaded, then stop (no measurements)")
     p.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    p.add_argument("--instances", type=int, default=0, metavar="N",
+                   help="instead of the single-instance suite: bring up deploy/local's topology (N instances "
+                        "behind NGINX) on each dataset and measure " + ", ".join(TOPOLOGY_SCENARIOS) +
+                        " through NGINX next to one instance without NGINX on the same primary, again with "
+                        "--replicas R streaming replicas, then (N >= 2) the drills " + ", ".join(DRILLS) +
+                        " under wrk")
+    p.add_argument("--replicas", type=int, default=1, metavar="R",
+                   help="with --instances: replicas of the second deployment (default 1; 0: none)")
+    p.add_argument("--no-drills", action="store_true", help="with --instances: skip the drills")
     p.add_argument("--out", type=Path, help="results directory (default bench/results; smoke bench/results/smoke)")
     a = p.parse_args(argv)
     sizes = []
@@ -212,6 +222,10 @@ def parse_args(argv, description: str):
     a.private = not a.pg_url and (a.private_pg or not a.smoke)
     if not a.pg_url and not a.private:
         a.pg_url = STOCK_PG_URL
+    if a.instances and a.smoke:
+        p.error("--smoke measures one instance; run --instances without it")
+    if a.instances < 0 or a.replicas < 0:
+        p.error("--instances and --replicas take a count")
     names = [s["name"] for s in SCENARIOS]
     a.selected = set(a.scenarios.split(",")) if a.scenarios else set(names)
     unknown = a.selected - set(names)
@@ -274,6 +288,8 @@ def measure_all(a, command, stamp, out, workdir, tools, binary, cluster) -> int:
         if a.prepare_only:
             log("datasets ready: " + ", ".join(ds.db for ds in datasets))
             return 0
+        if a.instances:
+            return measure_topologies(a, report, runner, binary, datasets, out)
         for ds in datasets:
             prepare_dataset(pg, ds, workdir)
             report["datasets"].append(bench_dataset(runner, binary, ds, a.selected))
@@ -299,3 +315,20 @@ def measure_all(a, command, stamp, out, workdir, tools, binary, cluster) -> int:
         return 1
     return 0
 
+
+
+def measure_topologies(a, report, runner, binary, datasets, out) -> int:
+    """--instances N: deploy/local's topology on each dataset (bench/lib/topology.py)."""
+    report["topologies"] = []
+    for ds in datasets:
+        prepare_dataset(runner.pg, ds, runner.workdir)
+        report["datasets"].append({"products": ds.products, "facts": ds.facts})
+        report["topologies"].append(bench_topology(runner, binary, ds, a.selected))
+        report["errors"] = runner.errors
+        write_topology_report(report, out)
+    log(f"report: {out.with_suffix('.md')} (.json, .svg)")
+    print(out.with_suffix(".md").read_text())
+    if runner.errors:
+        log(f"{len(runner.errors)} run(s) had errors:\n  " + "\n  ".join(runner.errors))
+        return 1
+    return 0

@@ -42,12 +42,14 @@ function response(status, headers, body)
   local key = tostring(status)
   statuses[key] = (statuses[key] or 0) + 1
   if body then body_bytes = body_bytes + #body end
+  if scenario_response then scenario_response(status) end
 end
 
 function done(summary, latency, requests)
-  local agg, bytes, n = {}, 0, 0
+  local agg, bytes, n, kinds = {}, 0, 0, {}
   for _, t in ipairs(threads) do
     for k, v in pairs(t:get("statuses") or {}) do agg[k] = (agg[k] or 0) + v end
+    for k, v in pairs(t:get("by_kind") or {}) do kinds[k] = (kinds[k] or 0) + v end
     bytes = bytes + (t:get("body_bytes") or 0)
     n = n + (t:get("responses") or 0)
   end
@@ -57,15 +59,17 @@ function done(summary, latency, requests)
     local s = tonumber(k)
     if s < 200 or s > 299 then non2xx = non2xx + v end
   end
+  local kparts = {}
+  for k, v in pairs(kinds) do table.insert(kparts, string.format('"%s":%d', k, v)) end
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"wrk_status_errors":%d,' ..
-    '"responses":%d,"non2xx":%d,"statuses":{%s},"body_bytes":%d,' ..
+    '"responses":%d,"non2xx":%d,"statuses":{%s},"by_kind":{%s},"body_bytes":%d,' ..
     '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.timeout, e.status,
-    n, non2xx, table.concat(parts, ","), bytes,
+    n, non2xx, table.concat(parts, ","), table.concat(kparts, ","), bytes,
     latency.min, latency.mean, latency.stdev, latency.max,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
 end
