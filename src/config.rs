@@ -26,6 +26,8 @@ pub struct ServerSettings {
     pub bench_routes: bool,
     pub access_log: bool,
     pub shutdown_timeout_secs: u64,
+    pub reuse_port: bool,
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

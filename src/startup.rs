@@ -12,12 +12,16 @@ use crate::metrics::Metrics;
 use actix_web::dev::{Server, Service};
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, App, HttpServer};
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub struct Application {
     port: u16,
     server: Server,
+    /// Set on SIGTERM or Ctrl-C: responses then close their connections (see `http::count_and_log`).
+    draining: Arc<AtomicBool>,
+    drain: std::time::Duration,
     /// Closed once the server has stopped, so the database sees the connections end at once.
     pools: Vec<deadpool_postgres::Pool>,
 }
@@ -57,7 +61,7 @@ impl Application {
         );
         let mut pools: Vec<_> = replicas.iter().map(|(_, p)| p.clone()).collect();
         pools.push(pool.clone());
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let listener = bind(&settings)?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -83,11 +87,16 @@ impl Application {
             read_lanes,
         ));
         let access_log = settings.server.access_log;
+        let draining = Arc::new(AtomicBool::new(false));
+        let closing = draining.clone();
         let server = HttpServer::new(move || {
             let metrics = metrics.clone();
+            let closing = closing.clone();
             App::new()
                 .app_data(web::Data::new(state.for_worker()))
-                .wrap_fn(move |req, srv| http::count_and_log(metrics.clone(), srv.call(req)))
+                .wrap_fn(move |req, srv| {
+                    http::count_and_log(metrics.clone(), closing.clone(), srv.call(req))
+                })
                 .wrap(Condition::new(
                     access_log,
                     // The Common Log Format: host, ident, user, time, request line, status, bytes.
@@ -101,7 +110,8 @@ impl Application {
         })
         .workers(workers)
         .backlog(4096)
-        // SIGTERM: stop accepting, finish what is in flight for at most this long, then stop.
+        // Signals are handled in `run_until_stopped`, which drains before stopping.
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
@@ -109,6 +119,8 @@ impl Application {
         Ok(Application {
             port,
             server,
+            draining,
+            drain: std::time::Duration::from_secs(settings.server.drain_secs),
             pools,
         })
     }
@@ -117,13 +129,73 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then closes the database connections.
+    /// Serves until SIGTERM or Ctrl-C. On SIGTERM it first drains for `server.drain_secs`: it
+    /// goes on serving, but every answer closes its connection, so a proxy in front (NGINX) never
+    /// has a request cut on a connection the instance closes under it and needs no reload to let
+    /// the instance go (actix-web's own stop closes idle keep-alive connections at once, which
+    /// races a proxy sending on one). Then, as on Ctrl-C, it stops accepting, lets the requests in
+    /// flight finish (at most `server.shutdown_timeout_secs`) and closes the database connections.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let draining = self.draining.clone();
+        let drain = self.drain;
+        tokio::spawn(async move {
+            if stop_signal().await == Stop::Drain {
+                log::info!("SIGTERM: draining connections for {drain:?}");
+                draining.store(true, Ordering::Release);
+                tokio::time::sleep(drain).await;
+            }
+            log::info!("stopping");
+            handle.stop(true).await;
+        });
         let served = self.server.await;
         for pool in &self.pools {
             pool.close();
         }
         log::info!("stopped");
         Ok(served?)
+    }
+}
+
+/// `server.host:server.port`, with SO_REUSEPORT when `server.reuse_port` (see config/default.toml).
+fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let address = (settings.server.host.as_str(), settings.server.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("server.host {} has no address", settings.server.host))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if settings.server.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+#[derive(PartialEq)]
+enum Stop {
+    /// SIGTERM, what service managers and deploy/local send: drain first.
+    Drain,
+    /// Ctrl-C at a terminal: stop now.
+    Now,
+}
+
+async fn stop_signal() -> Stop {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            log::error!("cannot listen for SIGTERM: {e}; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return Stop::Now;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => Stop::Drain,
+        _ = tokio::signal::ctrl_c() => Stop::Now,
     }
 }

@@ -7,21 +7,33 @@ use crate::error::ApiError;
 use crate::metrics::{Metrics, StateLabels};
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
-use actix_web::http::Method;
+use actix_web::http::{ConnectionType, Method};
 use actix_web::{web, HttpResponse};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The middleware (for `App::wrap_fn`): times and counts the response, and logs the cause of a
 /// 5xx once, here, where the route is known. A failure that several requests shared (one cached
 /// load that they all waited on) is logged by the request that ran it.
+///
+/// While the instance drains (`draining`, set on SIGTERM) every answer closes its connection, so
+/// the connections a proxy keeps open to it end one by one after a complete exchange instead of
+/// being cut under a request.
 pub async fn count_and_log<B: MessageBody>(
     metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
     response: impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
-    let response = response.await?;
+    let mut response = response.await?;
+    if draining.load(Ordering::Acquire) {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
     let status = response.status();
     let req = response.request();
     let method = method_label(req.method());

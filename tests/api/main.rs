@@ -6,6 +6,7 @@ mod cache;
 mod dataset;
 mod demo;
 mod docs;
+mod drain;
 mod faults;
 mod helpers;
 mod load;
