@@ -109,6 +109,7 @@ mod sql {
     pub const COPY_VALUES: &str = include_str!("../../../sql/load/copy_characteristic_reviews.sql");
     pub const COPY_META: &str = include_str!("../../../sql/load/copy_product_meta.sql");
     pub const PRIMARY_KEY: &str = include_str!("../../../sql/load/primary_key.sql");
+    pub const FIRST_PAGES: &str = include_str!("../../../sql/load/first_pages.sql");
     pub const SWAP: &str = include_str!("../../../sql/load/swap.sql");
 }
 
