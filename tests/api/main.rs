@@ -7,6 +7,7 @@ mod dataset;
 mod demo;
 mod docs;
 mod faults;
+mod first_pages;
 mod helpers;
 mod load;
 mod metrics;
