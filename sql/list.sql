@@ -12,11 +12,9 @@
 --    stored ones: NULL, and on to 2. least($5, K) keeps the subscripts within integer: when it
 --    differs from $5, the row is whole (at most K reviews) and the slice is empty anyway.
 --
--- 2. Through the sort indexes, as before first_pages: one branch per sort; the `$2 = '...'`
---    conditions are one-time filters, so only the requested branch runs, and it reads
---    offset + count entries of its partial index in order (no sort). Each review's JSON is
---    stored (reviews.doc), so the page is a concatenation of stored strings. string_agg keeps
---    the order of its input: the branches are not interleaved by Append.
+-- 2. Through the sort indexes (schema.sql's page_from_indexes, called only when 1 is NULL): it
+--    reads offset + count entries of the requested sort's partial index in order (no sort) and
+--    joins their stored documents; NULL when there are none.
 --
 -- Both join the same stored strings (reviews.doc) with ',' in the same order: same bytes.
 SELECT '{"product":"' || $1::integer || '","page":' || $4::bigint || ',"count":' || $3::integer
@@ -29,21 +27,5 @@ SELECT '{"product":"' || $1::integer || '","page":' || $4::bigint || ',"count":'
           WHERE f.product_id = $1::integer
             AND f.sort = substr($2::text, 1, 1)::"char"  -- the sort's initial, as stored
             AND (f.whole OR $5::bigint <= public.first_page_size() - $3::integer)),
-        (SELECT string_agg(page.doc, ',')
-           FROM (
-               (SELECT doc FROM reviews
-                 WHERE $2::text = 'relevant' AND product_id = $1 AND NOT reported
-                 ORDER BY relevance DESC, id DESC
-                 LIMIT $3 OFFSET $5::bigint)
-               UNION ALL
-               (SELECT doc FROM reviews
-                 WHERE $2::text = 'newest' AND product_id = $1 AND NOT reported
-                 ORDER BY date_ms DESC, id DESC
-                 LIMIT $3 OFFSET $5::bigint)
-               UNION ALL
-               (SELECT doc FROM reviews
-                 WHERE $2::text = 'helpful' AND product_id = $1 AND NOT reported
-                 ORDER BY helpfulness DESC, date_ms DESC, id DESC
-                 LIMIT $3 OFFSET $5::bigint)
-           ) AS page),
+        public.page_from_indexes($1::integer, $2::text, $3::integer, $5::bigint),
         '') || ']}'
