@@ -4,7 +4,9 @@
 --   * every review carries its finished JSON (`doc`), so a page of reviews is a string_agg of
 --     a few stored strings read in index order;
 --   * every product carries its finished meta document (`product_meta.doc`), so meta is one
---     primary-key lookup and never aggregates reviews.
+--     primary-key lookup and never aggregates reviews;
+--   * every product's first page_size() reviews in each sort are stored in order (`first_pages`),
+--     so the common list requests are one primary-key lookup too (a trigger keeps them exact).
 -- Both documents are GENERATED columns: PostgreSQL recomputes them on every insert and update of
 -- their row, so the write statements only change counters and the documents cannot go stale.
 --
@@ -120,3 +122,134 @@ CREATE TABLE IF NOT EXISTS product_meta (
     doc         text GENERATED ALWAYS AS (public.meta_doc(product_id, ratings, recommended, char_ids,
                                           char_names, char_sums, char_counts)) STORED
 );
+
+-- How many leading reviews of each product and sort `first_pages` stores: K of sql/README.md,
+-- which says why 20 (measured). A list request with offset + count <= K is answered from the
+-- stored row, as is every request for a product with at most K visible reviews.
+-- An IMMUTABLE SQL function is inlined and folded to its constant where it is used.
+CREATE OR REPLACE FUNCTION public.first_page_size() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 20';
+
+-- The finished first pages: per product and sort, the JSON (reviews.doc) of its first
+-- first_page_size() visible reviews in that sort's order, so sql/list.sql slices and joins
+-- stored strings instead of walking an index and reading one heap row per review. Kept exact by
+-- the trigger of sql/indexes.sql (function first_pages_refresh below), in the writing transaction.
+-- A product without a row is listed through the sort indexes (as every product was before this
+-- table existed): a row is an answer, never required; `reviews-api load` builds every row.
+CREATE TABLE IF NOT EXISTS first_pages (
+    product_id integer NOT NULL,
+    sort       "char"  NOT NULL,  -- the sort's initial: 'r' relevant, 'n' newest, 'h' helpful
+    -- true when `docs` holds every visible review of the product (at most K): any page of any
+    -- count is answered from the row, past the end included.
+    whole      boolean NOT NULL,
+    docs       text[]  NOT NULL,  -- reviews.doc of the first (at most) K visible reviews, in order
+    PRIMARY KEY (product_id, sort)
+);
+-- `docs` is stored compressed in the row (STORAGE MAIN) rather than out of line in the TOAST
+-- table, which would cost a second index lookup per read: a row of 20 reviews (~9 kB, ~6 kB
+-- compressed) stays in its page. Compressed with lz4 where the server has it: pglz took 2.5 times
+-- as long to compress for the same size (sql/README.md), and every write compresses a product's
+-- three rows again. Checked first, so that a migrate takes no lock when nothing changes.
+DO $$
+BEGIN
+    IF (SELECT attstorage FROM pg_attribute
+         WHERE attrelid = 'first_pages'::regclass AND attname = 'docs') <> 'm' THEN
+        ALTER TABLE first_pages ALTER COLUMN docs SET STORAGE MAIN;
+    END IF;
+    IF (SELECT attcompression FROM pg_attribute
+         WHERE attrelid = 'first_pages'::regclass AND attname = 'docs') <> 'l' THEN
+        BEGIN
+            ALTER TABLE first_pages ALTER COLUMN docs SET COMPRESSION lz4;
+        EXCEPTION WHEN feature_not_supported THEN
+            NULL;  -- a server built without lz4: the default (pglz), same bytes, slower writes
+        END;
+    END IF;
+END $$;
+
+-- A page through the sort indexes, for sql/list.sql when the stored first pages do not hold it
+-- (a product without a row, or a page beyond the first first_page_size() reviews): the string_agg
+-- of `p_count` stored review documents from `p_offset` on, read in order from the requested sort's
+-- partial index, which ends in id DESC, the final tie-breaker (no sort); NULL for none.
+-- A function rather than three one-time-filtered branches inside list.sql: a statement's plan is
+-- set up whole at every execution, branches that do not run included (opening and locking the
+-- reviews table and its three indexes), which measured 13 us of the 76 us of CPU that a page
+-- answered from first_pages cost (sql/README.md). plpgsql keeps each branch's plan for the
+-- session; STABLE: it reads with the snapshot of the list statement that calls it.
+CREATE OR REPLACE FUNCTION public.page_from_indexes(
+    p_product_id integer, p_sort text, p_count integer, p_offset bigint)
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    IF p_sort = 'relevant' THEN
+        RETURN (SELECT string_agg(page.doc, ',')
+                  FROM (SELECT r.doc FROM public.reviews r
+                         WHERE r.product_id = p_product_id AND NOT r.reported
+                         ORDER BY r.relevance DESC, r.id DESC
+                         LIMIT p_count OFFSET p_offset) AS page);
+    ELSIF p_sort = 'newest' THEN
+        RETURN (SELECT string_agg(page.doc, ',')
+                  FROM (SELECT r.doc FROM public.reviews r
+                         WHERE r.product_id = p_product_id AND NOT r.reported
+                         ORDER BY r.date_ms DESC, r.id DESC
+                         LIMIT p_count OFFSET p_offset) AS page);
+    ELSE
+        RETURN (SELECT string_agg(page.doc, ',')
+                  FROM (SELECT r.doc FROM public.reviews r
+                         WHERE r.product_id = p_product_id AND NOT r.reported
+                         ORDER BY r.helpfulness DESC, r.date_ms DESC, r.id DESC
+                         LIMIT p_count OFFSET p_offset) AS page);
+    END IF;
+END
+$$;
+
+-- The trigger function of sql/indexes.sql's triggers on reviews (AFTER INSERT, UPDATE, DELETE,
+-- FOR EACH STATEMENT, with transition tables): recomputes the first pages of every product the
+-- statement touched, once per product, in the writing transaction.
+--
+-- Exact under concurrency: for each product (in id order, so no two statements lock products in
+-- opposite orders) it first takes a transaction-level advisory lock on the product, THEN
+-- recomputes its pages in a separate statement. In READ COMMITTED each statement of a plpgsql
+-- function takes a fresh snapshot, so that statement sees this transaction's own change and every
+-- write committed before it got the lock; a concurrent writer of the same product waits for the
+-- lock until this transaction commits, and then recomputes with this write in view. The last
+-- writer to take the lock therefore stores pages that include every committed write.
+-- No deadlock: the lock is the last one a write takes (after its review row and its product_meta
+-- row, which the write statements lock before their triggers fire), and its holder only reads
+-- reviews and writes first_pages, which nothing else writes.
+CREATE OR REPLACE FUNCTION public.first_pages_refresh() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    k CONSTANT integer := public.first_page_size();
+    products integer[];
+    p integer;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        products := ARRAY(SELECT DISTINCT product_id FROM new_rows ORDER BY 1);
+    ELSIF TG_OP = 'UPDATE' THEN
+        products := ARRAY(SELECT product_id FROM new_rows UNION SELECT product_id FROM old_rows ORDER BY 1);
+    ELSE
+        products := ARRAY(SELECT DISTINCT product_id FROM old_rows ORDER BY 1);
+    END IF;
+    FOREACH p IN ARRAY products LOOP
+        PERFORM pg_advisory_xact_lock(7267, p);
+        -- The first k + 1 of each sort, read from its partial index in order: k to store, one
+        -- more to know whether they are the whole list. A row that would not change is not
+        -- rewritten (a vote on a review far down the list changes no first page).
+        INSERT INTO public.first_pages AS f (product_id, sort, whole, docs)
+        SELECT p, s.sort, cardinality(s.docs) <= k, s.docs[1:k]
+          FROM (VALUES
+                ('r'::"char", ARRAY(SELECT r.doc FROM public.reviews r
+                                     WHERE r.product_id = p AND NOT r.reported
+                                     ORDER BY r.relevance DESC, r.id DESC LIMIT k + 1)),
+                ('n'::"char", ARRAY(SELECT r.doc FROM public.reviews r
+                                     WHERE r.product_id = p AND NOT r.reported
+                                     ORDER BY r.date_ms DESC, r.id DESC LIMIT k + 1)),
+                ('h'::"char", ARRAY(SELECT r.doc FROM public.reviews r
+                                     WHERE r.product_id = p AND NOT r.reported
+                                     ORDER BY r.helpfulness DESC, r.date_ms DESC, r.id DESC
+                                     LIMIT k + 1))) AS s(sort, docs)
+        ON CONFLICT (product_id, sort) DO UPDATE SET whole = excluded.whole, docs = excluded.docs
+         WHERE (f.whole, f.docs) IS DISTINCT FROM (excluded.whole, excluded.docs);
+    END LOOP;
+    RETURN NULL;
+END
+$$;

@@ -1,5 +1,7 @@
-//! `reviews-api verify`: the DBA's check that the precomputed meta equals what the raw tables
-//! say, recomputed from scratch by sql/verify.sql (one pass of hash joins over the whole dataset).
+//! `reviews-api verify`: the DBA's check that the precomputed meta and the stored first pages
+//! equal what the raw tables say, recomputed from scratch by sql/verify.sql (one pass of hash
+//! joins over the whole dataset) and sql/verify_pages.sql (window functions over the visible
+//! reviews).
 
 use crate::config::Settings;
 use crate::db;
@@ -11,7 +13,8 @@ pub struct VerifyArgs {
     pub show: i64,
 }
 
-/// Products whose meta differs, with the document each side would serve.
+/// A product whose meta, or one of whose stored first pages, differs, with the document each side
+/// would serve (for a page: its sort and the stored page as text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
     pub product_id: i32,
@@ -19,7 +22,8 @@ pub struct Difference {
     pub actual: String,
 }
 
-/// The first `show` differences and how many there are in all.
+/// The first `show` differences and how many there are in all: meta first, then the stored first
+/// pages, each by product.
 pub async fn differences(url: &str, show: i64) -> anyhow::Result<(Vec<Difference>, i64)> {
     let client = db::connect(url).await?;
     // The recomputation hashes every visible review and characteristic value; give it the
@@ -28,16 +32,18 @@ pub async fn differences(url: &str, show: i64) -> anyhow::Result<(Vec<Difference
     client
         .batch_execute("SET work_mem = '1GB'; SET statement_timeout = 0;")
         .await?;
-    let rows = client.query(db::sql::VERIFY, &[&show]).await?;
-    let total = rows.first().map_or(0, |r| r.get::<_, i64>(3));
-    let found = rows
-        .iter()
-        .map(|r| Difference {
+    let mut found = Vec::new();
+    let mut total = 0;
+    for statement in [db::sql::VERIFY, db::sql::VERIFY_PAGES] {
+        let rows = client.query(statement, &[&show]).await?;
+        total += rows.first().map_or(0, |r| r.get::<_, i64>(3));
+        found.extend(rows.iter().map(|r| Difference {
             product_id: r.get(0),
             expected: r.get(1),
             actual: r.get(2),
-        })
-        .collect();
+        }));
+    }
+    found.truncate(usize::try_from(show).unwrap_or(0));
     Ok((found, total))
 }
 
@@ -52,9 +58,11 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     if total > 0 {
-        anyhow::bail!("{total} products' meta differs from the raw tables ({elapsed:.1} s)");
+        anyhow::bail!(
+            "{total} meta documents or stored first pages differ from the raw tables ({elapsed:.1} s)"
+        );
     }
-    println!("meta of every product matches the raw tables ({elapsed:.1} s)");
+    println!("meta and stored first pages of every product match the raw tables ({elapsed:.1} s)");
     Ok(())
 }
 

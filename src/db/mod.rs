@@ -34,6 +34,7 @@ pub mod sql {
     pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
     pub const INDEXES: &str = include_str!("../../sql/indexes.sql");
     pub const VERIFY: &str = include_str!("../../sql/verify.sql");
+    pub const VERIFY_PAGES: &str = include_str!("../../sql/verify_pages.sql");
 
     pub const LIST: Statement = Statement {
         name: "list",

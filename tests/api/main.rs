@@ -8,6 +8,7 @@ mod demo;
 mod docs;
 mod drain;
 mod faults;
+mod first_pages;
 mod helpers;
 mod load;
 mod metrics;

@@ -26,8 +26,11 @@
 //!    send it. A photo's URL is not kept in memory but read back from its file by offset (the
 //!    page cache has it), which keeps the loader under 300 MB resident at full size.
 //! 5. Everything lands in the schema `reviews_load`, built from sql/schema.sql itself; the SQL
-//!    steps in sql/load/ build the keys and indexes, and one transaction swaps the staging tables
-//!    into public. Until that commit the served data is untouched.
+//!    steps in sql/load/ build the keys and indexes (and sql/indexes.sql's triggers on reviews,
+//!    after its COPY, so the COPY fires none), then the stored first pages (first_pages.sql, one
+//!    statement per sort over both connections, reading the staging reviews' sort indexes), and
+//!    one transaction swaps the staging tables into public. Until that commit the served data is
+//!    untouched.
 //!
 //! Where each part lives: `input` opens the files and reads them back by offset; `parse` runs
 //! the parsing threads (points 2 and 4); `check` holds the rules and maps of point 3; `copy` is
@@ -109,6 +112,7 @@ mod sql {
     pub const COPY_VALUES: &str = include_str!("../../../sql/load/copy_characteristic_reviews.sql");
     pub const COPY_META: &str = include_str!("../../../sql/load/copy_product_meta.sql");
     pub const PRIMARY_KEY: &str = include_str!("../../../sql/load/primary_key.sql");
+    pub const FIRST_PAGES: &str = include_str!("../../../sql/load/first_pages.sql");
     pub const SWAP: &str = include_str!("../../../sql/load/swap.sql");
 }
 

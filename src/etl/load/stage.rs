@@ -129,9 +129,39 @@ pub(super) async fn stage_and_swap(
         .map(|(_, statement)| statement)
         .collect();
     take_jobs(reviews_conn, &RefCell::new(VecDeque::from(leftover))).await?;
+    // The stored first pages read the reviews through their sort indexes, so they come last: one
+    // statement per sort, spread over both connections.
+    let sorts = RefCell::new(VecDeque::from(["r", "n", "h"]));
+    timeline
+        .time("first pages", async {
+            tokio::try_join!(
+                first_pages(reviews_conn, &sorts),
+                first_pages(other_conn, &sorts)
+            )
+        })
+        .await?;
+    timeline
+        .time(
+            "first_pages key, vacuum, analyze",
+            index_table(reviews_conn, "first_pages"),
+        )
+        .await?;
 
     timeline.time("swap", swap(reviews_conn)).await?;
     Ok(reports)
+}
+
+/// Runs sql/load/first_pages.sql for sorts taken from `sorts` until it is empty.
+async fn first_pages(client: &Client, sorts: &RefCell<VecDeque<&str>>) -> anyhow::Result<()> {
+    loop {
+        let Some(sort) = sorts.borrow_mut().pop_front() else {
+            return Ok(());
+        };
+        client
+            .execute(sql::FIRST_PAGES, &[&sort])
+            .await
+            .with_context(|| format!("cannot build the first pages of sort {sort}"))?;
+    }
 }
 
 /// What the two connections share while they copy.
