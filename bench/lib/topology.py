@@ -479,8 +479,8 @@ def write_topology_report(report: dict, out: Path) -> None:
                   f"wrk -t{a['connections']} -c{a['connections']} (one connection per thread, so mixed.lua's "
                   "`track=1` can tell which request failed) runs mixed.lua (45% GET list, 45% GET meta, "
                   "5% POST, 4% PUT helpful, 1% PUT report, cache on) through NGINX for a fixed time while "
-                  "deploy/local acts: `restart` (every instance in turn out of NGINX by a reload, SIGTERM, "
-                  "started again, back in by the reload that takes the next one out: N + 1 reloads), or `kill 1` (SIGKILL) then `start 1`. POSTs answered "
+                  "deploy/local acts: `restart` (every instance in turn: its successor started on the same port, "
+                  "then the old one SIGTERMed: it drains and exits; NGINX is not reloaded), or `kill 1` (SIGKILL) then `start 1`. POSTs answered "
                   "201 are compared with the reviews added on the primary, helpful votes answered 204 with "
                   "the sum of helpfulness added; then `reviews-api verify`.", ""]
             L += drills_table(t)
