@@ -5,6 +5,7 @@ mixed scenario's writes."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import socket
@@ -152,12 +153,25 @@ FINGERPRINT = ("SELECT count(*) || ' ' || max(id) || ' ' || sum(helpfulness) || 
                "|| count(*) FILTER (WHERE reported) FROM reviews")
 
 
+def schema_digest() -> str:
+    """What a load builds depends on these files: a dataset loaded under other versions of them
+    (say, before a table was added) is loaded again rather than measured."""
+    h = hashlib.sha256()
+    for f in [ROOT / "sql" / "schema.sql", ROOT / "sql" / "indexes.sql",
+              *sorted((ROOT / "sql" / "load").glob("*.sql"))]:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def dataset_ready(pg: Pg, ds: Dataset) -> bool:
     if not pg.db_exists(ds.db):
         return False
     marker = pg.query(ds.db, "SELECT CASE WHEN to_regclass('bench.dataset') IS NULL THEN '' ELSE "
-                             "(SELECT products || ' ' || seed FROM bench.dataset LIMIT 1) END", check=False)
-    if marker != f"{ds.products} {ds.seed}":
+                             "(SELECT products || ' ' || seed || ' ' || schema FROM bench.dataset LIMIT 1) END",
+                      check=False)
+    if marker != f"{ds.products} {ds.seed} {schema_digest()}":
+        if marker:
+            log(f"{ds.db} was loaded by another version of sql/ (or of this runner): loading it again")
         return False
     top = pg.query(ds.db, "SELECT max(product_id) FROM characteristics", check=False)
     return top == str(ds.products)
@@ -275,9 +289,10 @@ def ensure_dataset(pg: Pg, binary: Path, ds: Dataset, workdir: Path) -> None:
         CREATE TABLE bench.dataset (products integer NOT NULL, seed bigint NOT NULL,
             loaded_at timestamptz NOT NULL DEFAULT now(), load_seconds double precision,
             load_output text, dirty boolean NOT NULL DEFAULT false, restore_lo integer,
-            restore_hi integer, fingerprint text);
-        INSERT INTO bench.dataset (products, seed, load_seconds, load_output, fingerprint)
-        VALUES ({ds.products}, {ds.seed}, {load_secs:.1f}, {sql_literal(out.strip())}, ({FINGERPRINT}));
+            restore_hi integer, fingerprint text, schema text);
+        INSERT INTO bench.dataset (products, seed, load_seconds, load_output, fingerprint, schema)
+        VALUES ({ds.products}, {ds.seed}, {load_secs:.1f}, {sql_literal(out.strip())}, ({FINGERPRINT}),
+                '{schema_digest()}');
     """)
     if not dataset_ready(pg, ds):
         die(f"{ds.db} does not hold {ds.products} products after the load; see the log")

@@ -7,10 +7,10 @@
 //! each posted review's date and photo ids, read back from the raw tables.
 
 use crate::dataset::{Dataset, Photo, Review};
-use crate::helpers::app::{spawn_app, temp_dir, TestApp, TestDb};
+use crate::helpers::app::run_verify;
+use crate::helpers::app::{TestApp, TestDb};
 use crate::helpers::reply::created_id;
 use futures_util::future::join_all;
-use reviews_api::etl::load::{self, LoadArgs};
 use serde_json::{json, Value};
 
 const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
@@ -23,25 +23,11 @@ async fn loaded() -> (TestDb, TestApp, Dataset) {
 
 /// The same, with `pool_size` connections for the writes (more writes at once in PostgreSQL).
 async fn loaded_with_pool(pool_size: usize) -> (TestDb, TestApp, Dataset) {
-    let db = TestDb::new().await;
-    let data = Dataset::build(30, 7);
-    let folder = temp_dir("csv");
-    let dir = folder.path();
-    data.write(dir);
-    let mut settings = db.settings();
-    settings.cache.enabled = false;
-    settings.database.pool_size = pool_size;
-    load::run(
-        &settings,
-        &LoadArgs {
-            dir: dir.to_path_buf(),
-            rejects: Some(dir.join("rejects.csv")),
-        },
-    )
+    crate::reads::loaded_with(|settings| {
+        settings.cache.enabled = false;
+        settings.database.pool_size = pool_size;
+    })
     .await
-    .expect("load");
-    let app = spawn_app(settings).await;
-    (db, app, data)
 }
 
 /// K: how many reviews of each product and sort are stored.
@@ -382,16 +368,6 @@ async fn the_load_stores_every_first_page_and_lists_work_without_them() {
         .unwrap()
         .get(0);
     assert_eq!(stored, 3);
-}
-
-async fn run_verify(url: &str) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_reviews-api"))
-        .arg("verify")
-        .env("DATABASE_URL", url)
-        .env_remove("PORT")
-        .output()
-        .await
-        .expect("run reviews-api verify")
 }
 
 #[tokio::test]

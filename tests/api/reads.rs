@@ -3,6 +3,7 @@
 
 use crate::dataset::Dataset;
 use crate::helpers::app::{spawn_app, temp_dir, TestApp, TestDb};
+use reviews_api::config::Settings;
 use reviews_api::etl::dataset::CsvFile;
 use reviews_api::etl::load::{self, LoadArgs};
 
@@ -10,13 +11,19 @@ const SORTS: [&str; 3] = ["relevant", "newest", "helpful"];
 
 /// Loads a fresh dataset into a fresh database and serves it.
 async fn loaded(cache: bool) -> (TestDb, TestApp, Dataset) {
+    loaded_with(|settings| settings.cache.enabled = cache).await
+}
+
+/// The same with the settings `configure` makes; the load's counts are checked against the
+/// dataset's.
+pub async fn loaded_with(configure: impl FnOnce(&mut Settings)) -> (TestDb, TestApp, Dataset) {
     let db = TestDb::new().await;
     let data = Dataset::build(30, 7);
     let folder = temp_dir("csv");
     let dir = folder.path();
     data.write(dir);
     let mut settings = db.settings();
-    settings.cache.enabled = cache;
+    configure(&mut settings);
     let report = load::run(
         &settings,
         &LoadArgs {

@@ -2,6 +2,7 @@
 //! every rejection of docs/api.md (and that it changes nothing), concurrency, a statement that fails
 //! half-way, and `verify`. The cache is off here: these tests are about the database path.
 
+use crate::helpers::app::run_verify;
 use crate::helpers::app::{snapshot, spawn_app, TestApp, TestDb};
 use crate::helpers::contract;
 use crate::helpers::reply::{created_id, listed_ids};
@@ -774,16 +775,6 @@ async fn a_failing_characteristic_insert_leaves_nothing_behind() {
     assert_ne!(snapshot(&client, false).await, before);
     let (found, total) = reviews_api::verify::differences(&db.url, 10).await.unwrap();
     assert_eq!((found, total), (vec![], 0));
-}
-
-async fn run_verify(url: &str) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_reviews-api"))
-        .arg("verify")
-        .env("DATABASE_URL", url)
-        .env_remove("PORT")
-        .output()
-        .await
-        .expect("run reviews-api verify")
 }
 
 #[tokio::test]

@@ -196,3 +196,14 @@ pub fn temp_dir(label: &str) -> tempfile::TempDir {
         .tempdir()
         .expect("create a temporary folder")
 }
+
+/// `reviews-api verify` against `url`, as a user runs it.
+pub async fn run_verify(url: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_reviews-api"))
+        .arg("verify")
+        .env("DATABASE_URL", url)
+        .env_remove("PORT")
+        .output()
+        .await
+        .expect("run reviews-api verify")
+}
