@@ -9,9 +9,19 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A server process, killed if the test ends (or fails) before it stopped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `reviews-api serve` on `port`, with SO_REUSEPORT.
-fn serve(db: &TestDb, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_reviews-api"))
+fn serve(db: &TestDb, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_reviews-api"))
         .arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("PORT", port.to_string())
@@ -23,7 +33,8 @@ fn serve(db: &TestDb, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start reviews-api serve")
+        .expect("start reviews-api serve");
+    Server(child)
 }
 
 /// One GET /health on `stream` (kept alive); the whole answer, headers lower-cased.
@@ -46,7 +57,8 @@ fn health(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).to_lowercase()
 }
 
-fn connect_until_up(port: u16, child: &mut Child) -> TcpStream {
+fn connect_until_up(port: u16, server: &mut Server) -> TcpStream {
+    let child = &mut server.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(child.try_wait().unwrap().is_none(), "the server exited");
@@ -63,8 +75,8 @@ fn connect_until_up(port: u16, child: &mut Child) -> TcpStream {
     }
 }
 
-fn sigterm(child: &Child) {
-    let pid = i32::try_from(child.id()).unwrap();
+fn sigterm(server: &Server) {
+    let pid = i32::try_from(server.0.id()).unwrap();
     // SAFETY: kill(2) on a child we started and have not reaped; no memory is involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
 }
@@ -99,7 +111,7 @@ async fn sigterm_drains_open_connections_and_a_second_process_takes_the_port() {
     // Its connections closed, the old process exits by itself, cleanly.
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = old.try_wait().unwrap() {
+        if let Some(status) = old.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "still running after SIGTERM");
@@ -123,5 +135,5 @@ async fn sigterm_drains_open_connections_and_a_second_process_takes_the_port() {
         assert!(!health(&mut stream).contains("connection: close"));
     }
     sigterm(&new);
-    assert!(new.wait().unwrap().success());
+    assert!(new.0.wait().unwrap().success());
 }
