@@ -491,7 +491,7 @@ async fn a_write_waits_for_the_other_write_of_its_product_and_keeps_it() {
 async fn a_statement_touching_thousands_of_products_keeps_their_pages() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let products = 8000;
+    let products = 30_000;
     client
         .execute(
             "INSERT INTO reviews (product_id, rating, date_ms, body, recommend, reviewer_name,
