@@ -294,14 +294,7 @@ async fn a_rolling_restart_loses_no_request_and_a_killed_instance_no_read() {
     let targets = targets(&deployment, 20).await;
 
     // The rolling restart, under load from the first moment to a second past its end.
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(closed_loop(
-        deployment.url.clone(),
-        targets.clone(),
-        4,
-        true,
-        stop.clone(),
-    ));
+    let (stop, load) = reads_and_writes(&deployment, &targets);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids_before: Vec<String> = instance_pids(&deployment);
     let started = Instant::now();
@@ -339,14 +332,7 @@ async fn a_rolling_restart_loses_no_request_and_a_killed_instance_no_read() {
         .unwrap();
 
     // The failure drill: instance 1 SIGKILLed under load.
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(closed_loop(
-        deployment.url.clone(),
-        targets.clone(),
-        4,
-        true,
-        stop.clone(),
-    ));
+    let (stop, load) = reads_and_writes(&deployment, &targets);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     deployment.run_async(&["kill", "1"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -370,6 +356,22 @@ async fn a_rolling_restart_loses_no_request_and_a_killed_instance_no_read() {
     tokio::task::spawn_blocking(move || d.verify())
         .await
         .unwrap();
+}
+
+/// Four clients of reads and writes through NGINX, until the flag is set.
+fn reads_and_writes(
+    deployment: &Deployment,
+    targets: &[Target],
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Tally>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(closed_loop(
+        deployment.url.clone(),
+        targets.to_vec(),
+        4,
+        true,
+        stop.clone(),
+    ));
+    (stop, load)
 }
 
 fn instance_pids(deployment: &Deployment) -> Vec<String> {

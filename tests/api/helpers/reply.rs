@@ -22,15 +22,7 @@ impl TestApp {
     /// A request to a route of openapi.yaml; the answer must be one the description documents
     /// for it (helpers/contract.rs), and a route it lacks fails the test.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Reply {
-        let reply = self.send(method.clone(), path, body).await;
-        contract::check(
-            method.as_str(),
-            path,
-            reply.status,
-            &reply.headers,
-            reply.body.as_bytes(),
-        );
-        reply
+        self.checked(contract::check, method, path, body).await
     }
 
     /// A request that deliberately misses the description's routes: a path it does not list (the
@@ -42,8 +34,19 @@ impl TestApp {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Reply {
+        self.checked(contract::check_unlisted, method, path, body)
+            .await
+    }
+
+    async fn checked(
+        &self,
+        check: fn(&str, &str, u16, &reqwest::header::HeaderMap, &[u8]),
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let reply = self.send(method.clone(), path, body).await;
-        contract::check_unlisted(
+        check(
             method.as_str(),
             path,
             reply.status,
