@@ -14,6 +14,16 @@ use std::time::{Duration, Instant};
 /// The generated dataset's size: small, so that `up` takes seconds.
 const PRODUCTS: &str = "200";
 
+/// `deploy/local up`'s arguments for the topology of most tests here.
+const TWO_INSTANCES_ONE_REPLICA: [&str; 6] = [
+    "--instances",
+    "2",
+    "--replicas",
+    "1",
+    "--products",
+    PRODUCTS,
+];
+
 /// How soon after a write is acknowledged every instance must show it.
 const FRESH: Duration = Duration::from_secs(1);
 
@@ -229,14 +239,7 @@ fn assert_no_failures(what: &str, tally: &Tally) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_survive_the_replica_stopping() {
     let deployment = Arc::new(Deployment::up_with_env(
-        &[
-            "--instances",
-            "2",
-            "--replicas",
-            "1",
-            "--products",
-            PRODUCTS,
-        ],
+        &TWO_INSTANCES_ONE_REPLICA,
         &[("REVIEWS__CACHE__ENABLED", "false")],
     ));
     let targets = targets(&deployment, 20).await;
@@ -283,14 +286,7 @@ async fn reads_survive_the_replica_stopping() {
 /// passes them on), and no acknowledged write is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_loses_no_request_and_a_killed_instance_no_read() {
-    let deployment = Arc::new(Deployment::up(&[
-        "--instances",
-        "2",
-        "--replicas",
-        "1",
-        "--products",
-        PRODUCTS,
-    ]));
+    let deployment = Arc::new(Deployment::up(&TWO_INSTANCES_ONE_REPLICA));
     let targets = targets(&deployment, 20).await;
 
     // The rolling restart, under load from the first moment to a second past its end.
