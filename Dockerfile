@@ -33,9 +33,10 @@ COPY config ./config
 USER reviews
 ENV REVIEWS__SERVER__HOST=0.0.0.0 PORT=3000 RUST_LOG=info
 EXPOSE 3000
-# SIGTERM: stop accepting, finish the requests in flight, close the pool, exit (within
-# server.shutdown_timeout_secs). Give the container at least that long to stop
-# (docker stop -t, compose's stop_grace_period).
+# SIGTERM: drain for server.drain_secs (answers close their connections), then stop accepting,
+# finish the requests in flight, close the pool and exit (within server.shutdown_timeout_secs).
+# Give the container longer than the two together to stop (docker stop -t 20, compose's
+# stop_grace_period).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD curl -fsS "http://127.0.0.1:$PORT/health" || exit 1
