@@ -4,15 +4,13 @@
 --
 -- Two ways to the same bytes, the first that answers wins (coalesce evaluates lazily):
 --
--- 1. The stored first pages (first_pages, schema.sql): one primary-key lookup, like meta.
---    Page 1 of the default count (first_page_head(), 5) is the row's `head`, stored joined: one
---    string, as meta reads one. Any other page that lies within the first K = first_page_size()
---    reviews ($5 + $3 <= K, written so that no addition can overflow), or of a row that holds the
---    product's whole list, is a slice of the stored array joined with ','. A slice past the end
---    is empty, and array_to_string of it is '' (not NULL), so "no reviews there" is an answer
---    too. No row, or a page beyond the stored ones: NULL, and on to 2. least($5, K) keeps the
---    subscripts within integer: when it differs from $5, the row is whole (at most K reviews)
---    and the slice is empty anyway.
+-- 1. The stored first pages (first_pages, schema.sql): when the page lies within the first
+--    K = first_page_size() reviews ($5 + $3 <= K, written so that no addition can overflow), or
+--    the row holds the product's whole list, the page is a slice of the stored array joined with
+--    ',': one primary-key lookup, like meta. A slice past the end is empty, and array_to_string of
+--    it is '' (not NULL), so "no reviews there" is an answer too. No row, or a page beyond the
+--    stored ones: NULL, and on to 2. least($5, K) keeps the subscripts within integer: when it
+--    differs from $5, the row is whole (at most K reviews) and the slice is empty anyway.
 --
 -- 2. Through the sort indexes (schema.sql's page_from_indexes, called only when 1 is NULL): it
 --    reads offset + count entries of the requested sort's partial index in order (no sort) and
@@ -21,11 +19,10 @@
 -- Both join the same stored strings (reviews.doc) with ',' in the same order: same bytes.
 SELECT '{"product":"' || $1::integer || '","page":' || $4::bigint || ',"count":' || $3::integer
     || ',"results":[' || coalesce(
-        (SELECT CASE WHEN $5::bigint = 0 AND $3::integer = public.first_page_head() THEN f.head
-                     ELSE array_to_string(
-                         f.docs[least($5::bigint, public.first_page_size())::integer + 1
-                                : least($5::bigint, public.first_page_size())::integer + $3::integer],
-                         ',') END
+        (SELECT array_to_string(
+                    f.docs[least($5::bigint, public.first_page_size())::integer + 1
+                           : least($5::bigint, public.first_page_size())::integer + $3::integer],
+                    ',')
            FROM first_pages f
           WHERE f.product_id = $1::integer
             AND f.sort = substr($2::text, 1, 1)::"char"  -- the sort's initial, as stored

@@ -130,13 +130,6 @@ CREATE TABLE IF NOT EXISTS product_meta (
 CREATE OR REPLACE FUNCTION public.first_page_size() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 20';
 
--- How many of those leading reviews `first_pages.head` also holds already joined: the default
--- count of GET /reviews (docs/api.md), which the original service's load test and most front ends
--- ask for on page 1. That request then reads one stored string, as meta does, instead of
--- decompressing K documents, slicing and joining them (sql/README.md, "The finished page 1").
-CREATE OR REPLACE FUNCTION public.first_page_head() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 5';
-
 -- The finished first pages: per product and sort, the JSON (reviews.doc) of its first
 -- first_page_size() visible reviews in that sort's order, so sql/list.sql slices and joins
 -- stored strings instead of walking an index and reading one heap row per review. Kept exact by
@@ -150,45 +143,26 @@ CREATE TABLE IF NOT EXISTS first_pages (
     -- count is answered from the row, past the end included.
     whole      boolean NOT NULL,
     docs       text[]  NOT NULL,  -- reviews.doc of the first (at most) K visible reviews, in order
-    -- the first first_page_head() of `docs` joined with ',': the default page 1, finished
-    head       text    NOT NULL,
     PRIMARY KEY (product_id, sort)
 );
--- `docs` and `head` are stored compressed in the row (STORAGE MAIN) rather than out of line in
--- the TOAST table, which would cost a second index lookup per read: a row of 20 reviews (~9 kB
--- and ~2 kB, ~7 kB compressed) stays in its page. Compressed with lz4 where the server has it:
--- pglz took 2.5 times as long to compress for the same size (sql/README.md), and every write
--- compresses a product's three rows again. Checked first, so that a migrate takes no lock when
--- nothing changes. A table made before `head` existed gets the column here, and is filled from
--- its own `docs` once the column has its storage: one rewrite of the table, in the migration
--- (a partly filled column would have to be checked on every read).
+-- `docs` is stored compressed in the row (STORAGE MAIN) rather than out of line in the TOAST
+-- table, which would cost a second index lookup per read: a row of 20 reviews (~9 kB, ~6 kB
+-- compressed) stays in its page. Compressed with lz4 where the server has it: pglz took 2.5 times
+-- as long to compress for the same size (sql/README.md), and every write compresses a product's
+-- three rows again. Checked first, so that a migrate takes no lock when nothing changes.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_attribute
-                    WHERE attrelid = 'first_pages'::regclass AND attname = 'head'
-                      AND NOT attisdropped) THEN
-        ALTER TABLE first_pages ADD COLUMN head text;
+    IF (SELECT attstorage FROM pg_attribute
+         WHERE attrelid = 'first_pages'::regclass AND attname = 'docs') <> 'm' THEN
+        ALTER TABLE first_pages ALTER COLUMN docs SET STORAGE MAIN;
     END IF;
-    IF EXISTS (SELECT FROM pg_attribute
-                WHERE attrelid = 'first_pages'::regclass AND attname IN ('docs', 'head')
-                  AND attstorage <> 'm') THEN
-        ALTER TABLE first_pages ALTER COLUMN docs SET STORAGE MAIN,
-                                ALTER COLUMN head SET STORAGE MAIN;
-    END IF;
-    IF EXISTS (SELECT FROM pg_attribute
-                WHERE attrelid = 'first_pages'::regclass AND attname IN ('docs', 'head')
-                  AND attcompression <> 'l') THEN
+    IF (SELECT attcompression FROM pg_attribute
+         WHERE attrelid = 'first_pages'::regclass AND attname = 'docs') <> 'l' THEN
         BEGIN
-            ALTER TABLE first_pages ALTER COLUMN docs SET COMPRESSION lz4,
-                                    ALTER COLUMN head SET COMPRESSION lz4;
+            ALTER TABLE first_pages ALTER COLUMN docs SET COMPRESSION lz4;
         EXCEPTION WHEN feature_not_supported THEN
             NULL;  -- a server built without lz4: the default (pglz), same bytes, slower writes
         END;
-    END IF;
-    IF NOT (SELECT attnotnull FROM pg_attribute
-             WHERE attrelid = 'first_pages'::regclass AND attname = 'head') THEN
-        UPDATE first_pages SET head = array_to_string(docs[1:public.first_page_head()], ',');
-        ALTER TABLE first_pages ALTER COLUMN head SET NOT NULL;
     END IF;
 END $$;
 
@@ -272,9 +246,8 @@ BEGIN
         -- The first k + 1 of each sort, read from its partial index in order: k to store, one
         -- more to know whether they are the whole list. A row that would not change is not
         -- rewritten (a vote on a review far down the list changes no first page).
-        INSERT INTO public.first_pages AS f (product_id, sort, whole, docs, head)
-        SELECT p, s.sort, cardinality(s.docs) <= k, s.docs[1:k],
-               array_to_string(s.docs[1:public.first_page_head()], ',')
+        INSERT INTO public.first_pages AS f (product_id, sort, whole, docs)
+        SELECT p, s.sort, cardinality(s.docs) <= k, s.docs[1:k]
           FROM (VALUES
                 ('r'::"char", ARRAY(SELECT r.doc FROM public.reviews r
                                      WHERE r.product_id = p AND NOT r.reported
@@ -286,9 +259,8 @@ BEGIN
                                      WHERE r.product_id = p AND NOT r.reported
                                      ORDER BY r.helpfulness DESC, r.date_ms DESC, r.id DESC
                                      LIMIT k + 1))) AS s(sort, docs)
-        ON CONFLICT (product_id, sort) DO UPDATE
-           SET whole = excluded.whole, docs = excluded.docs, head = excluded.head
-         WHERE (f.whole, f.docs, f.head) IS DISTINCT FROM (excluded.whole, excluded.docs, excluded.head);
+        ON CONFLICT (product_id, sort) DO UPDATE SET whole = excluded.whole, docs = excluded.docs
+         WHERE (f.whole, f.docs) IS DISTINCT FROM (excluded.whole, excluded.docs);
     END LOOP;
     RETURN NULL;
 END

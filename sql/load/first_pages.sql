@@ -6,10 +6,9 @@
 -- index: K to store and one more to know whether they are the whole list, exactly as schema.sql's
 -- trigger function first_pages_refresh does after a write. The CASE runs only the requested
 -- sort's subquery. Most of the time goes into compressing the rows (sql/README.md).
-INSERT INTO reviews_load.first_pages (product_id, sort, whole, docs, head)
+INSERT INTO reviews_load.first_pages (product_id, sort, whole, docs)
 SELECT m.product_id, $1::text::"char",
-       cardinality(p.docs) <= public.first_page_size(), p.docs[1:public.first_page_size()],
-       array_to_string(p.docs[1:public.first_page_head()], ',')
+       cardinality(p.docs) <= public.first_page_size(), p.docs[1:public.first_page_size()]
   FROM reviews_load.product_meta m
  CROSS JOIN LATERAL (
      SELECT CASE $1::text
