@@ -37,6 +37,7 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     pub read_lanes: usize,
     pub timeout_ms: u64,
+    pub startup_wait_secs: u64,
 }
 
 impl DatabaseSettings {

@@ -14,9 +14,9 @@
 use crate::config::Settings;
 use crate::devdb::DevCluster;
 use crate::etl::{generate, load};
+use crate::db::url::{dbname_of, describe, with_dbname, with_default_dbname};
 use crate::{db, startup};
 use anyhow::Context;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -30,8 +30,6 @@ pub struct DemoArgs {
     pub products: u32,
 }
 
-/// The database name when the URL names none (libpq would otherwise use the user's name).
-const DEFAULT_DBNAME: &str = "reviews";
 /// Long enough for a loaded server on this machine, short enough that a newcomer without one
 /// hardly waits before the private cluster starts.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -267,74 +265,6 @@ async fn until_signalled<T>(work: impl Future<Output = anyhow::Result<T>>) -> an
     }
 }
 
-/// The database name of a libpq URL (or key=value string), `reviews` when it names none.
-pub fn dbname_of(url: &str) -> anyhow::Result<String> {
-    let config: tokio_postgres::Config = url.parse()?;
-    Ok(config.get_dbname().unwrap_or(DEFAULT_DBNAME).to_string())
-}
-
-/// `url` naming `reviews` when it names no database; otherwise `url` untouched.
-fn with_default_dbname(url: &str) -> anyhow::Result<String> {
-    let config: tokio_postgres::Config = url.parse()?;
-    Ok(match config.get_dbname() {
-        Some(_) => url.to_string(),
-        None => with_dbname(url, DEFAULT_DBNAME),
-    })
-}
-
-/// What a database name keeps unencoded in a URL path: letters, digits, `_`, `-` and `.`.
-const DBNAME_IN_PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
-
-/// `url` with its database replaced by `db`. Both forms libpq accepts: a URL gets a new path
-/// (query kept), a key=value string gets a trailing `dbname=` (the last one wins). The one place
-/// that rewrites a database URL: the demo and the tests' throwaway databases both use it.
-pub fn with_dbname(url: &str, db: &str) -> String {
-    match url.find("://") {
-        Some(scheme_end) => {
-            let (scheme, rest) = url.split_at(scheme_end + 3);
-            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(authority_end);
-            let query = tail.find('?').map_or("", |q| &tail[q..]);
-            let db = utf8_percent_encode(db, DBNAME_IN_PATH);
-            format!("{scheme}{authority}/{db}{query}")
-        }
-        None => format!(
-            "{url} dbname='{}'",
-            db.replace('\\', "\\\\").replace('\'', "\\'")
-        ),
-    }
-}
-
-/// Host, port and database of `url`, without the user or password, for messages.
-fn describe(url: &str) -> String {
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
-        return "an unparsable database URL".to_string();
-    };
-    let port = |i: usize| {
-        config
-            .get_ports()
-            .get(i)
-            .or(config.get_ports().first())
-            .copied()
-            .unwrap_or(5432)
-    };
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| match host {
-            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{}", port(i)),
-            tokio_postgres::config::Host::Unix(path) => format!("{}:{}", path.display(), port(i)),
-        })
-        .collect();
-    let hosts = if hosts.is_empty() {
-        format!("localhost:{}", port(0))
-    } else {
-        hosts.join(",")
-    };
-    format!("{hosts}/{}", config.get_dbname().unwrap_or(DEFAULT_DBNAME))
-}
-
 /// The host to print in URLs: a wildcard bind address is not something to type in a browser.
 fn browsable_host(host: &str) -> String {
     match host {
@@ -352,51 +282,6 @@ fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn with_dbname_replaces_the_path_and_keeps_the_query() {
-        assert_eq!(
-            with_dbname("postgres://u:p@h:5/reviews?sslmode=disable", "postgres"),
-            "postgres://u:p@h:5/postgres?sslmode=disable"
-        );
-        assert_eq!(
-            with_dbname("postgres://h", "reviews"),
-            "postgres://h/reviews"
-        );
-        assert_eq!(
-            with_dbname("postgresql://h?x=1", "a b"),
-            "postgresql://h/a%20b?x=1"
-        );
-        assert_eq!(
-            with_dbname("postgres://h/x", "é~_-.Z9"),
-            "postgres://h/%C3%A9%7E_-.Z9"
-        );
-    }
-
-    #[test]
-    fn with_dbname_appends_to_key_value_strings() {
-        let url = with_dbname("host=h user=u dbname=reviews", "postgres");
-        assert_eq!(dbname_of(&url).unwrap(), "postgres");
-    }
-
-    #[test]
-    fn a_url_without_a_database_gets_reviews() {
-        assert_eq!(
-            with_default_dbname("postgres://u@h:5").unwrap(),
-            "postgres://u@h:5/reviews"
-        );
-        assert_eq!(
-            with_default_dbname("postgres://u@h:5/x").unwrap(),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(dbname_of("host=h").unwrap(), "reviews");
-    }
-
-    #[test]
-    fn describe_hides_the_password() {
-        let text = describe("postgres://u:secret@db.example:6543/shop");
-        assert_eq!(text, "db.example:6543/shop");
-    }
 
     #[test]
     fn try_urls_cover_each_sort_meta_older_forms_and_health() {

@@ -34,17 +34,22 @@ pub enum ApiError {
         /// The cause was a cached load's that another request ran and reported.
         shared: bool,
     },
+    /// A fault of ours outside the database; the cause is logged, never shown.
+    #[error("internal server error")]
+    Internal(String),
 }
 
 impl ApiError {
-    /// The cause of a 5xx worth logging: None for client errors and for a failure that another
-    /// request already reported.
-    pub fn cause_to_log(&self) -> Option<&DbError> {
+    /// The cause of a 5xx worth logging: None for client errors, for a failure that another
+    /// request already reported, and while `serve` waits for its database (it logs each attempt).
+    pub fn cause_to_log(&self) -> Option<&dyn std::fmt::Display> {
         match self {
+            ApiError::Database { cause, .. } if matches!(**cause, DbError::Starting) => None,
             ApiError::Database {
                 cause,
                 shared: false,
             } => Some(cause),
+            ApiError::Internal(cause) => Some(cause),
             _ => None,
         }
     }
@@ -85,7 +90,7 @@ impl ResponseError for ApiError {
             ApiError::Database { cause, .. } if cause.is_unavailable() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Database { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Database { .. } | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

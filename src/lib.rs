@@ -3,6 +3,7 @@
 //! real application on port 0.
 
 pub mod cache;
+pub mod coherence;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -13,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Upper bounds, in seconds, from 100 µs (a cached read) to 5 s (past any configured timeout).
@@ -214,5 +215,38 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A resource's route template, as the metrics label it, and the duration histograms of its
+/// responses so far, by method and status class: found once per worker in the registry, then by
+/// a scan of a few pointers instead of hashing the labels on every request.
+pub struct Route {
+    pub template: &'static str,
+    series: RefCell<Vec<(&'static str, usize, Histogram)>>,
+}
+
+impl Route {
+    pub fn new(template: &'static str) -> Route {
+        Route {
+            template,
+            series: RefCell::default(),
+        }
+    }
+
+    /// A response of this route to `method` in status `class` took `seconds`.
+    pub fn observe(&self, metrics: &Metrics, method: &'static str, class: usize, seconds: f64) {
+        let mut series = self.series.borrow_mut();
+        match series
+            .iter()
+            .find(|(m, c, _)| std::ptr::eq(*m, method) && *c == class)
+        {
+            Some((_, _, histogram)) => histogram.observe(seconds),
+            None => {
+                let histogram = metrics.requests(self.template, method, class);
+                histogram.observe(seconds);
+                series.push((method, class, histogram));
+            }
+        }
     }
 }

@@ -1,30 +1,16 @@
-//! Finished response bodies of hot product ids, in memory, never stale after a write.
-//!
-//! Invalidation without scanning: every key carries the generation of its product's stripe and
-//! the cache-wide epoch, both read BEFORE the database is asked. A write that commits bumps its
-//! product's generation, so bodies loaded before the commit are stored under a key no later read
-//! asks for; they age out by size and TTL. Losing the LISTEN connection bumps the epoch, which
-//! retires every body at once, and until the listener is back nothing new is cached (this
-//! instance would not hear other instances' writes).
-//!
-//! Products share 65,536 generation stripes: a write to one product also retires the bodies of
-//! the few products on its stripe, which costs them a miss and never a stale answer.
+//! Finished response bodies of hot product ids, in memory (moka). A body is stored under its
+//! document and the [`Version`] of its product that `crate::coherence` gave the read, so this
+//! module never decides what is stale: it only stores, finds and weighs bodies.
 
-mod listen;
-
-pub use listen::{spawn_listener, APPLICATION_NAME as LISTENER_APPLICATION_NAME};
-
+use crate::coherence::Version;
 use crate::config::CacheSettings;
 use crate::db::DbError;
 use crate::metrics::CacheMetrics;
 use bytes::Bytes;
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-const STRIPES: usize = 1 << 16;
 
 /// Which document of which product a body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +33,12 @@ impl Doc {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub version: Version,
+    pub doc: Doc,
+}
+
 /// A load that failed, as every request that waited on it sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("{cause}")]
@@ -67,19 +59,8 @@ impl From<DbError> for LoadError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    epoch: u64,
-    generation: u64,
-    doc: Doc,
-}
-
 pub struct BodyCache {
     bodies: Option<moka::future::Cache<Key, Bytes>>,
-    generations: Box<[AtomicU64]>,
-    epoch: AtomicU64,
-    /// False while this instance cannot hear other instances' writes.
-    listening: AtomicBool,
     metrics: CacheMetrics,
 }
 
@@ -95,37 +76,22 @@ impl BodyCache {
                 .time_to_live(Duration::from_secs(settings.ttl_secs))
                 .build()
         });
-        BodyCache {
-            bodies,
-            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            epoch: AtomicU64::new(0),
-            listening: AtomicBool::new(false),
-            metrics,
-        }
+        BodyCache { bodies, metrics }
     }
 
     pub fn enabled(&self) -> bool {
         self.bodies.is_some()
     }
 
-    /// The body of `doc`: from memory, or from `load` (once for all concurrent misses of the
+    /// The body of `key`: from memory, or from `load` (once for all concurrent misses of the
     /// same key). Errors are not cached.
-    pub async fn get_or_load<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, LoadError>
+    pub async fn get_or_load<F, Fut>(&self, key: Key, load: F) -> Result<Bytes, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, DbError>>,
     {
         let Some(bodies) = &self.bodies else {
             return Ok(load().await?);
-        };
-        if !self.listening.load(Ordering::Acquire) {
-            self.metrics.misses.inc();
-            return Ok(load().await?);
-        }
-        let key = Key {
-            epoch: self.epoch.load(Ordering::Acquire),
-            generation: self.stripe(doc.product_id()).load(Ordering::Acquire),
-            doc,
         };
         if let Some(body) = bodies.get(&key).await {
             self.metrics.hits.inc();
@@ -145,25 +111,23 @@ impl BodyCache {
             })
     }
 
-    /// Called after a write to `product_id` has committed (here, or anywhere via NOTIFY).
-    pub fn invalidate_product(&self, product_id: i32) {
-        self.stripe(product_id).fetch_add(1, Ordering::AcqRel);
+    /// `load`, neither looked up nor kept (counted as a miss when the cache is on).
+    pub async fn bypass<F, Fut>(&self, load: F) -> Result<Bytes, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, DbError>>,
+    {
+        if self.enabled() {
+            self.metrics.misses.inc();
+        }
+        Ok(load().await?)
     }
 
-    /// Retires every body: used when notifications may have been missed.
-    pub fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    /// Frees every body now (their keys are already unreachable once the epoch moved).
+    pub fn clear(&self) {
         if let Some(bodies) = &self.bodies {
             bodies.invalidate_all();
         }
-    }
-
-    fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Ordering::Release);
-    }
-
-    pub fn is_listening(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
     }
 
     pub fn entries(&self) -> u64 {
@@ -172,9 +136,5 @@ impl BodyCache {
 
     pub fn weighted_bytes(&self) -> u64 {
         self.bodies.as_ref().map_or(0, |b| b.weighted_size())
-    }
-
-    fn stripe(&self, product_id: i32) -> &AtomicU64 {
-        &self.generations[product_id as u32 as usize % STRIPES]
     }
 }

@@ -13,6 +13,9 @@ pub enum DbError {
     Timeout,
     #[error("a read statement returned no row")]
     NoRow,
+    /// `serve` has not reached the database (or applied the schema) yet.
+    #[error("not serving yet: waiting for the database")]
+    Starting,
 }
 
 impl DbError {
@@ -21,7 +24,7 @@ impl DbError {
     /// bug of ours: a constraint, a type, a syntax error), which no retry would mend.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Pool(_) | DbError::Timeout => true,
+            DbError::Pool(_) | DbError::Timeout | DbError::Starting => true,
             DbError::NoRow => false,
             DbError::Statement(e) => match e.code() {
                 Some(code) => transient(code),

@@ -6,9 +6,10 @@
 mod error;
 mod replicas;
 mod shared;
+pub mod url;
 
 pub use error::DbError;
-pub use replicas::{parse_lsn, Freshness, Reads, Replica};
+pub use replicas::{parse_lsn, Reads, Replica};
 pub use shared::Connections;
 
 use crate::config::DatabaseSettings;
@@ -84,11 +85,13 @@ pub mod sql {
     };
 }
 
-/// The session setting every service connection runs with; bench/run gives pgbench the same.
+/// The session setting every service connection runs with; bench/run gives pgbench the same. The
+/// generic plans of sql/README.md from the first call on; left to itself the plan cache would plan
+/// the first five calls of each statement anew, then settle on those same plans.
 pub const PLAN_CACHE_MODE: &str = "plan_cache_mode=force_generic_plan";
 
-/// Builds the pool of `url` (the primary's, or a replica's). Nothing connects until the first request, so `serve` starts even while the
-/// database is down and answers 503 until it returns.
+/// Builds the pool of `url` (the primary's, or a replica's). Nothing connects here: connections
+/// open when statements first need them (`startup` waits for the primary before serving data).
 ///
 /// deadpool has no timeouts by default: without them an exhausted pool queues requests forever.
 /// Here waiting for a connection, opening one and running a statement are each bounded by
@@ -98,10 +101,6 @@ pub fn make_pool(settings: &DatabaseSettings, url: &str) -> anyhow::Result<Pool>
     let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(timeout);
     pg.application_name("reviews-api");
-    // force_generic_plan: left to itself the plan cache keeps re-planning sql/list.sql at every
-    // call (its three one-time-filtered branches make the generic plan look dearer than it is),
-    // which cost two thirds of the database's time per page; the generic plan is the one
-    // sql/README.md shows: one index scan of the requested sort, gated by a one-time filter.
     pg.options(format!(
         "-c statement_timeout={} -c {PLAN_CACHE_MODE}",
         settings.timeout_ms

@@ -2,22 +2,13 @@
 //!
 //! A replica replays the primary's WAL some time after the primary wrote it (`recovery_min_apply_delay`
 //! makes that seconds on purpose). A read may go to a replica only when the replica has replayed
-//! every write to that product this instance knows of:
+//! the position that `crate::coherence` requires of the product (every write to it this instance
+//! knows of); the caller passes that position in.
 //!
-//! - Every write's NOTIFY reaches every instance's listener (`cache::listen`) after commit; the
-//!   listener then reads the primary's WAL position, which is at or past that commit, and records
-//!   it as the product's required position ([`Freshness::wrote`]). The instance that made a write
-//!   records it itself before acknowledging it.
-//! - Writes made before the listener was listening were not heard: when it starts listening the
-//!   primary's position becomes the floor for every product; while it is not listening every read
-//!   goes to the primary.
-//! - Each replica's replayed position is polled every [`POLL`]. A read goes to a replica that is up
-//!   and has replayed the product's required position, else to the primary. A replica that fails a
-//!   read is marked down until its poller reaches it again, and that read is retried on the primary,
-//!   so a replica that stops costs reads nothing but their first failure's time.
-//!
-//! Products share stripes, as in the cache: a write to one also sends the few others on its stripe
-//! to the primary until the replicas catch up, which costs a primary read and never a stale one.
+//! Each replica's replayed position is polled every [`POLL`]. A read goes to a replica that is up
+//! and has replayed the required position, else to the primary. A replica that fails a read is
+//! marked down until its poller reaches it again, and that read is retried on the primary, so a
+//! replica that stops costs reads nothing but their first failure's time.
 
 use super::{fetch_text, sql, Connections, DbError, Statement};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,58 +17,8 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-const STRIPES: usize = 1 << 16;
 /// How often each replica's replayed position is read.
 pub const POLL: Duration = Duration::from_millis(50);
-
-/// What each product's reads must see, in primary WAL positions.
-pub struct Freshness {
-    floor: AtomicU64,
-    stripes: Box<[AtomicU64]>,
-    listening: AtomicBool,
-}
-
-impl Default for Freshness {
-    fn default() -> Self {
-        Freshness {
-            floor: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            listening: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Freshness {
-    /// The position a replica must have replayed to serve `product_id`; None: only the primary
-    /// may serve it (writes may be going unheard).
-    pub fn required(&self, product_id: i32) -> Option<u64> {
-        if !self.listening.load(Ordering::Acquire) {
-            return None;
-        }
-        let stripe = self.stripe(product_id).load(Ordering::Acquire);
-        Some(stripe.max(self.floor.load(Ordering::Acquire)))
-    }
-
-    /// A write to `product_id` committed at or before primary position `lsn`. Called before the
-    /// write's cache invalidation, so a read keyed by the new generation sees it.
-    pub fn wrote(&self, product_id: i32, lsn: u64) {
-        self.stripe(product_id).fetch_max(lsn, Ordering::AcqRel);
-    }
-
-    /// The listener hears every write from now on; those before `lsn` it did not hear.
-    pub fn listening_from(&self, lsn: u64) {
-        self.floor.fetch_max(lsn, Ordering::AcqRel);
-        self.listening.store(true, Ordering::Release);
-    }
-
-    pub fn deaf(&self) {
-        self.listening.store(false, Ordering::Release);
-    }
-
-    fn stripe(&self, product_id: i32) -> &AtomicU64 {
-        &self.stripes[product_id as u32 as usize % STRIPES]
-    }
-}
 
 /// `X/Y` (pg_lsn's text form) as one number.
 pub fn parse_lsn(text: &str) -> Option<u64> {
@@ -87,7 +28,7 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 
 /// One replica as every worker sees it: where its replay stands, and whether it answers.
 pub struct Replica {
-    /// The URL without its password, for logs.
+    /// Host, port and database, without the user or password, for logs.
     pub name: String,
     replayed: AtomicU64,
     up: AtomicBool,
@@ -95,16 +36,8 @@ pub struct Replica {
 
 impl Replica {
     pub fn new(url: &str) -> Replica {
-        let name = match url.parse::<tokio_postgres::Config>() {
-            Ok(config) => format!(
-                "{:?}:{:?}",
-                config.get_hosts().first(),
-                config.get_ports().first()
-            ),
-            Err(_) => "a replica".to_string(),
-        };
         Replica {
-            name,
+            name: super::url::describe(url),
             replayed: AtomicU64::new(0),
             up: AtomicBool::new(false),
         }
@@ -182,20 +115,14 @@ impl Replica {
 pub struct Reads {
     pub primary: Connections,
     replicas: Vec<(Arc<Replica>, Connections)>,
-    freshness: Arc<Freshness>,
     next: AtomicUsize,
 }
 
 impl Reads {
-    pub fn new(
-        primary: Connections,
-        replicas: Vec<(Arc<Replica>, Connections)>,
-        freshness: Arc<Freshness>,
-    ) -> Reads {
+    pub fn new(primary: Connections, replicas: Vec<(Arc<Replica>, Connections)>) -> Reads {
         Reads {
             primary,
             replicas,
-            freshness,
             next: AtomicUsize::new(0),
         }
     }
@@ -208,21 +135,20 @@ impl Reads {
                 .iter()
                 .map(|(r, c)| (r.clone(), c.for_worker(worker, per_worker)))
                 .collect(),
-            self.freshness.clone(),
         )
     }
 
-    /// A read document of `product_id`: from a replica that has replayed every write to it this
-    /// instance knows of, else from the primary.
+    /// A read document: from a replica that has replayed primary WAL position `required`, else
+    /// (no replica has, or None: only the primary may answer) from the primary.
     pub async fn fetch_text(
         &self,
-        product_id: i32,
+        required: Option<u64>,
         timeout: Duration,
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<String, DbError> {
         if !self.replicas.is_empty() {
-            if let Some(required) = self.freshness.required(product_id) {
+            if let Some(required) = required {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 let n = self.replicas.len();
                 for i in 0..n {
@@ -251,20 +177,6 @@ mod tests {
         assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert!(parse_lsn("1/0") > parse_lsn("0/FFFFFFFF"));
         assert_eq!(parse_lsn("nonsense"), None);
-    }
-
-    #[test]
-    fn a_product_needs_what_was_written_to_it_and_the_floor() {
-        let f = Freshness::default();
-        assert_eq!(f.required(7), None, "not listening: primary only");
-        f.listening_from(100);
-        assert_eq!(f.required(7), Some(100));
-        f.wrote(7, 250);
-        f.wrote(7, 200);
-        assert_eq!(f.required(7), Some(250), "never goes back");
-        assert_eq!(f.required(8), Some(100));
-        f.deaf();
-        assert_eq!(f.required(8), None);
     }
 
     #[test]

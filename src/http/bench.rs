@@ -13,7 +13,7 @@ pub async fn constant(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let body = state.bench_body.as_ref().ok_or(ApiError::NotFound)?;
+    let body = state.shared.bench_body.as_ref().ok_or(ApiError::NotFound)?;
     let bytes = req
         .match_info()
         .get("bytes")

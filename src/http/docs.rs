@@ -3,8 +3,8 @@
 //! description converted to JSON once, on first request), GET /docs (Swagger UI, whose files are
 //! in docs/swagger-ui/ and are served from here: no request of the page leaves for a CDN).
 
+use crate::error::ApiError;
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
 
@@ -53,18 +53,10 @@ pub async fn openapi_yaml() -> HttpResponse {
     embedded("application/yaml", NO_CACHE, OPENAPI_YAML.as_bytes())
 }
 
-pub async fn openapi_json_route() -> HttpResponse {
-    match openapi_json() {
-        Ok(json) => embedded("application/json", NO_CACHE, json.as_bytes()),
-        Err(e) => {
-            // Never expected: a unit test converts the embedded file. Logged on each request,
-            // since the conversion ran once and so would be logged only once otherwise.
-            log::error!("500 GET /openapi.json: {e}");
-            HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
-                .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
-                .body("Error: internal server error")
-        }
-    }
+/// Never a 500 in practice: a unit test converts the embedded file.
+pub async fn openapi_json_route() -> Result<HttpResponse, ApiError> {
+    let json = openapi_json().map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(embedded("application/json", NO_CACHE, json.as_bytes()))
 }
 
 pub async fn page() -> HttpResponse {

@@ -1,4 +1,5 @@
-//! GET /health: 200 when the database answers, 503 (within the timeout) when it does not.
+//! GET /health: 200 when the database answers, 503 (within the timeout) when it does not, or
+//! while `serve` is still waiting for it.
 
 use super::AppState;
 use crate::db;
@@ -6,7 +7,8 @@ use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    db::fetch_text(&state.reads.primary, state.timeout, &db::sql::HEALTH, &[]).await?;
+    state.shared.ready()?;
+    db::fetch_text(state.primary(), state.shared.timeout, &db::sql::HEALTH, &[]).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("OK"))

@@ -1,8 +1,13 @@
-//! Request parameters, checked exactly as docs/api.md says. The first occurrence of a query parameter
-//! wins; unknown parameters are ignored.
+//! Request parameters, checked exactly as docs/api.md says, and the extractors that hand them to
+//! the handlers already checked. The first occurrence of a query parameter wins; unknown
+//! parameters are ignored. Both route forms share an extractor: the older form's product id is in
+//! the path (`/reviews/{product_id}/...`), the Atelier form's in the query.
 
 use crate::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
 use std::borrow::Cow;
+use std::future::{ready, Ready};
 
 /// The query string's parameters, decoded once.
 pub struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
@@ -46,6 +51,45 @@ pub fn id(value: Option<&str>, field: &'static str) -> Result<i32, ApiError> {
         .filter(|n| *n >= 1)
         .and_then(|n| i32::try_from(n).ok())
         .ok_or(ApiError::Invalid(field))
+}
+
+/// The product of a read: `{product_id}` of the path, else `product_id` of the query.
+pub struct ProductId(pub i32);
+
+impl FromRequest for ProductId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let query = Query::parse(req.query_string());
+        ready(id(product_id(req, &query), "product_id").map(ProductId))
+    }
+}
+
+fn product_id<'a>(req: &'a HttpRequest, query: &'a Query) -> Option<&'a str> {
+    req.match_info().get("product_id").or(query.get("product_id"))
+}
+
+/// The review of a vote or a report: `{review_id}` of the path.
+pub struct ReviewId(pub i32);
+
+impl FromRequest for ReviewId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(id(req.match_info().get("review_id"), "review_id").map(ReviewId))
+    }
+}
+
+impl FromRequest for Page {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let query = Query::parse(req.query_string());
+        ready(Page::parse(product_id(req, &query), &query))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

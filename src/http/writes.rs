@@ -3,7 +3,7 @@
 //! change (NOTIFY) in the same transaction.
 
 use super::new_review::NewReview;
-use super::params::id;
+use super::params::ReviewId;
 use super::AppState;
 use crate::db;
 use crate::error::ApiError;
@@ -38,9 +38,10 @@ pub async fn post_by_path(
 }
 
 async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiError> {
+    state.shared.ready()?;
     let row = db::query_opt(
-        &state.writes,
-        state.timeout,
+        &state.shared.writes,
+        state.shared.timeout,
         &db::sql::POST_REVIEW,
         &[
             &review.product_id,
@@ -68,30 +69,31 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
 
 pub async fn helpful(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    review: ReviewId,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, &req, &db::sql::HELPFUL).await
+    mark(&state, review, &db::sql::HELPFUL).await
 }
 
 pub async fn report(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    review: ReviewId,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, &req, &db::sql::REPORT).await
+    mark(&state, review, &db::sql::REPORT).await
 }
 
 /// helpful and report: one statement on one review that returns its product id, or no row when
 /// the review does not exist.
 async fn mark(
     state: &AppState,
-    req: &HttpRequest,
+    ReviewId(review_id): ReviewId,
     statement: &db::Statement,
 ) -> Result<HttpResponse, ApiError> {
-    let review_id = id(req.match_info().get("review_id"), "review_id")?;
-    let row = db::query_opt(&state.writes, state.timeout, statement, &[&review_id]).await?;
+    state.shared.ready()?;
+    let shared = &state.shared;
+    let row = db::query_opt(&shared.writes, shared.timeout, statement, &[&review_id]).await?;
     let product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
     // Here the write has committed: no read that began before it can store its body under the
-    // new generation (see cache).
+    // new version (see coherence).
     state.wrote(product_id).await;
     Ok(HttpResponse::NoContent().finish())
 }

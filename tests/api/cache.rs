@@ -7,7 +7,7 @@ use crate::helpers::proxy::{Proxy, ProxyMode};
 use crate::helpers::reply::poll;
 use crate::helpers::seed::{expected_meta, post_review, seed_product};
 use futures_util::future::join_all;
-use reviews_api::cache::LISTENER_APPLICATION_NAME;
+use reviews_api::coherence::LISTENER_APPLICATION_NAME;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

@@ -64,7 +64,7 @@ impl TestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let url = reviews_api::demo::with_dbname(&admin_url(), &name);
+        let url = reviews_api::db::url::with_dbname(&admin_url(), &name);
         TestDb { name, url }
     }
 

@@ -1,15 +1,13 @@
-//! Coherence across instances: each write NOTIFYs `reviews_changed` with its product id (in the
-//! write's own transaction, so it is delivered at commit); every instance LISTENs on one
-//! dedicated connection and retires that product's bodies.
+//! Hearing other instances' writes: each write NOTIFYs `reviews_changed` with its product id (in
+//! the write's own transaction, so it is delivered at commit); every instance LISTENs on one
+//! dedicated connection and hands each product to [`Coherence`].
 //!
-//! NOTIFY is never replayed: while the connection is down this instance misses writes, so it
-//! stops caching, and once it listens again it retires every body before caching resumes.
-//!
-//! With read replicas the same notifications tell which products a replica must catch up on
-//! before it may serve them (`db::Freshness`): the listener then runs even with the cache off.
+//! NOTIFY is never replayed: while the connection is down this instance may miss writes, so
+//! coherence is told (`deaf`: nothing cached, every read from the primary), and once it listens
+//! again everything from before is retired.
 
-use super::BodyCache;
-use crate::db::{self, Freshness};
+use super::Coherence;
+use crate::db;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,30 +20,23 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Listens for as long as the process runs, reconnecting by itself; not at all when nothing
 /// needs to hear other instances' writes (no cache, no replicas).
-pub fn spawn_listener(
-    cache: Arc<BodyCache>,
-    freshness: Option<Arc<Freshness>>,
-    url: String,
-    timeout: Duration,
-) {
-    if !cache.enabled() && freshness.is_none() {
+pub fn spawn_listener(coherence: Arc<Coherence>, url: String, timeout: Duration) {
+    if !coherence.needs_listener() {
         return;
     }
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
-        let freshness = freshness.as_deref();
         loop {
-            let e = listen(&cache, freshness, &url, timeout).await;
-            if cache.is_listening() {
+            let e = match listen(&coherence, &url, timeout).await {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if coherence.is_listening() {
                 // It was up: a fresh failure, so retry quickly again.
                 backoff = Duration::from_millis(100);
             }
             log::warn!("cache listener: {e:#}; retrying in {backoff:?}");
-            if let Some(freshness) = freshness {
-                freshness.deaf();
-            }
-            cache.set_listening(false);
-            cache.invalidate_all();
+            coherence.deaf();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -54,20 +45,7 @@ pub fn spawn_listener(
 
 /// One connection's life: returns why it ended.
 async fn listen(
-    cache: &BodyCache,
-    freshness: Option<&Freshness>,
-    url: &str,
-    timeout: Duration,
-) -> anyhow::Error {
-    match listen_once(cache, freshness, url, timeout).await {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-async fn listen_once(
-    cache: &BodyCache,
-    freshness: Option<&Freshness>,
+    coherence: &Coherence,
     url: &str,
     timeout: Duration,
 ) -> anyhow::Result<std::convert::Infallible> {
@@ -97,13 +75,16 @@ async fn listen_once(
             }
         }
     });
+    let needs_position = coherence.needs_wal_position();
+    let position = || async {
+        match needs_position {
+            true => wal_position(&client, timeout).await,
+            false => Ok(0),
+        }
+    };
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Anything written before LISTEN took effect was not heard: start from nothing.
-    if let Some(freshness) = freshness {
-        freshness.listening_from(wal_position(&client, timeout).await?);
-    }
-    cache.invalidate_all();
-    cache.set_listening(true);
+    coherence.listening_from(position().await?);
     log::info!("cache listener: listening on {CHANNEL}");
     // A silent connection looks like a quiet channel: ask the server something every second,
     // so a frozen server or a black-holed path is noticed within `timeout` + 1 s rather than
@@ -120,22 +101,15 @@ async fn listen_once(
                 while let Ok(more) = rx.try_recv() {
                     payloads.push(more);
                 }
-                let lsn = match freshness {
-                    Some(_) => match wal_position(&client, timeout).await {
-                        Ok(lsn) => lsn,
-                        Err(e) => break e,
-                    },
-                    None => 0,
+                let lsn = match position().await {
+                    Ok(lsn) => lsn,
+                    Err(e) => break e,
                 };
                 for payload in payloads {
                     match payload.parse::<i32>() {
-                        Ok(product_id) => {
-                            if let Some(freshness) = freshness {
-                                freshness.wrote(product_id, lsn);
-                            }
-                            cache.invalidate_product(product_id);
-                        }
-                        Err(_) => cache.invalidate_all(),
+                        Ok(product_id) => coherence.heard(product_id, lsn),
+                        // A load (sql/load/swap.sql): every product changed.
+                        Err(_) => coherence.everything_changed(),
                     }
                 }
             },
