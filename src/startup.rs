@@ -110,7 +110,9 @@ impl Application {
         let served = tokio::select! {
             served = &mut server => served.map_err(anyhow::Error::from),
             Err(e) = waiting => {
-                server.handle().stop(false).await;
+                // `stop` sends its command at once; the server completes it as it is polled here.
+                drop(server.handle().stop(false));
+                let _ = (&mut server).await;
                 Err(e)
             }
         };
@@ -263,7 +265,11 @@ async fn prepare_database(settings: &Settings, pool: Pool, shared: Arc<Shared>) 
 }
 
 async fn connect_and_migrate(pool: &Pool) -> anyhow::Result<()> {
-    let client = pool.get().await?;
+    let client = pool.get().await.map_err(|e| match e {
+        // The connection's own error, without deadpool's wrapping of it.
+        deadpool_postgres::PoolError::Backend(e) => anyhow::Error::from(e),
+        e => e.into(),
+    })?;
     db::migrate(&client).await
 }
 

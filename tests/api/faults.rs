@@ -171,3 +171,69 @@ async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() 
         .unwrap();
     post_review(&app, &product, 2, false, &[2]).await;
 }
+
+/// `serve` beside a database that is not there yet (a container still starting): it listens at
+/// once, /health and the data routes answer a fast 503, and it serves as soon as the database
+/// answers, schema applied, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_database_that_is_not_there_yet() {
+    let db = TestDb::reserve("late");
+    let proxy = Proxy::start().await;
+    proxy.set(ProxyMode::Cut);
+    let admin = reviews_api::db::connect(&crate::helpers::app::admin_url())
+        .await
+        .expect("admin connection");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", db.name))
+        .await
+        .expect("create the database, without its schema");
+    let app = app_behind(&proxy, &db).await;
+    assert_fast_503("/health", timed(app.get_reply("/health")).await);
+    assert_fast_503("meta", timed(app.get_reply("/reviews/meta?product_id=5")).await);
+
+    proxy.set(ProxyMode::Forward);
+    recovers(&app, "/reviews?product_id=5").await;
+    let meta = app.get_ok("/reviews/meta?product_id=5").await;
+    assert_eq!(
+        meta,
+        r#"{"product_id":"5","ratings":{},"recommended":{},"characteristics":{}}"#,
+        "served from the schema it applied once the database answered"
+    );
+}
+
+/// When the database never answers, `serve` says so once per attempt (WARN), then exits with an
+/// error after `database.startup_wait_secs`, naming the database without its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_gives_up_after_the_configured_wait_and_never_prints_the_password() {
+    let proxy = Proxy::start().await;
+    proxy.set(ProxyMode::Cut);
+    let url = format!(
+        "postgres://postgres:s3cr3t-pw@127.0.0.1:{}/reviews_never",
+        proxy.port
+    );
+    let started = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reviews-api"))
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("PORT", "0")
+        .env("REVIEWS__DATABASE__STARTUP_WAIT_SECS", "3")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run reviews-api serve");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve exits non-zero:\n{stderr}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "gave up after {took:?}:\n{stderr}"
+    );
+    let warnings = stderr.matches("does not answer yet (attempt").count();
+    assert!(warnings >= 2, "one WARN line per attempt:\n{stderr}");
+    let place = format!("127.0.0.1:{}/reviews_never", proxy.port);
+    assert!(
+        stderr.contains(&format!("{place} did not answer within 3 s")),
+        "a clear error naming the database:\n{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t-pw"), "the password leaked:\n{stderr}");
+}
