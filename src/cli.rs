@@ -2,7 +2,7 @@
 
 use crate::config::Settings;
 use crate::etl::{generate, load};
-use crate::{db, demo, startup, verify};
+use crate::{db, demo, devdb, startup, verify};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -32,13 +32,16 @@ pub enum Command {
     /// Recompute every product's meta from the raw tables and compare it with the precomputed
     /// meta; exits non-zero when any differ
     Verify(verify::VerifyArgs),
+    /// A private PostgreSQL cluster in a folder (start, stop, status), as demo, the tests,
+    /// bench/run and deploy/local use it
+    Devdb(devdb::DevdbArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -46,13 +49,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    // generate needs neither configuration nor a runtime: it only writes files.
-    if let Command::Generate(args) = &cli.command {
-        return generate::run(args);
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // generate and devdb need neither configuration nor a runtime.
+    match &cli.command {
+        Command::Generate(args) => return generate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Devdb(args) => return devdb::run(args),
+        _ => {}
     }
     let settings = Settings::load()?;
-    actix_web::rt::System::new().block_on(async move {
+    actix_web::rt::System::new()
+        .block_on(async move {
         match cli.command {
             Command::Serve => {
                 let app = startup::Application::build(settings).await?;
@@ -67,7 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),
             Command::Demo(args) => demo::run(settings, args).await,
             Command::Verify(args) => verify::run(&settings, &args).await,
-            Command::Generate(_) => unreachable!("handled above"),
+            Command::Generate(_) | Command::Devdb(_) => unreachable!("handled above"),
         }
     })
+    .map(|()| ExitCode::SUCCESS)
 }

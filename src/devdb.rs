@@ -23,6 +23,64 @@ const PG_USER: &str = "postgres";
 /// PostgreSQL's bind, so a failed start is retried on a fresh port.
 const START_ATTEMPTS: usize = 3;
 
+/// `reviews-api devdb`: the private cluster from the command line, for bench/run, deploy/local
+/// and anyone who wants a throwaway PostgreSQL.
+#[derive(Debug, clap::Args)]
+pub struct DevdbArgs {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Initialise (the first time) and start the cluster kept in DIR, or find it running; prints
+    /// its URL (postgres://postgres@127.0.0.1:PORT) on standard output
+    Start {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        options: StartOptions,
+    },
+    /// Stop the cluster kept in DIR; returns once its server has exited
+    Stop {
+        #[arg(long)]
+        dir: PathBuf,
+        /// pg_ctl's immediate mode (a crash, for drills) instead of fast
+        #[arg(long)]
+        immediate: bool,
+    },
+    /// Whether the cluster kept in DIR runs: `running PORT PID` (exit 0) or `stopped` (exit 3)
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// Runs `reviews-api devdb ...`; the exit code of `status` says whether it runs.
+pub fn run(args: &DevdbArgs) -> anyhow::Result<std::process::ExitCode> {
+    match &args.action {
+        Action::Start { dir, options } => {
+            let cluster = DevCluster::start_with(dir, options)?;
+            println!("postgres://postgres@127.0.0.1:{}", cluster.port);
+            cluster.detach();
+        }
+        Action::Stop { dir, immediate } => {
+            let mode = if *immediate { "immediate" } else { "fast" };
+            if !DevCluster::stop_dir(dir, mode)? {
+                log::info!("no server runs in {}", dir.display());
+            }
+        }
+        Action::Status { dir } => match DevCluster::status(dir)? {
+            Some((port, pid)) => println!("running {port} {pid}"),
+            None => {
+                println!("stopped");
+                return Ok(std::process::ExitCode::from(3));
+            }
+        },
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// A running private cluster. [`DevCluster::stop`] stops it; dropping it stops it too, as a safety
 /// net for early returns (a release build aborts on panic, so do not rely on Drop alone).
 pub struct DevCluster {
@@ -36,11 +94,46 @@ pub struct DevCluster {
     stopped: bool,
 }
 
+/// How `devdb start` makes and starts a cluster (`reviews-api devdb start --help`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StartOptions {
+    /// The port to listen on (default: its port of the last start if free, else a free one)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A server setting NAME=VALUE (repeatable), kept in DIR/data/devdb.conf with the port
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// On first start, make the cluster a streaming replica of the server at this URL
+    /// (pg_basebackup -R) instead of a new one (initdb)
+    #[arg(long, value_name = "URL")]
+    pub replica_of: Option<String>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(format!("{name:?} is not a setting name"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// The file of `data/` that each start rewrites (port, addresses, the `--set` settings), included
+/// from postgresql.conf: what a cluster runs with is readable in one place.
+const CONF: &str = "devdb.conf";
+
 impl DevCluster {
     /// Starts (initialising it the first time) the cluster kept in `dir`: the data in `dir/data`,
     /// the server log in `dir/log`, the Unix socket in `dir/sock`. Reuses a server that an earlier
     /// run left running there.
     pub fn start(dir: &Path) -> anyhow::Result<DevCluster> {
+        DevCluster::start_with(dir, &StartOptions::default())
+    }
+
+    /// [`DevCluster::start`] with a port, server settings, or as a replica (see [`StartOptions`]).
+    pub fn start_with(dir: &Path, options: &StartOptions) -> anyhow::Result<DevCluster> {
         let bin = find_pg_bin_dir().ok_or_else(|| anyhow::anyhow!(install_hint()))?;
         let runner = Runner::detect()?;
 
@@ -53,24 +146,17 @@ impl DevCluster {
 
         let data = dir.join("data");
         if !data.join("PG_VERSION").exists() {
-            log::info!(
-                "initialising a private PostgreSQL cluster in {}",
-                data.display()
-            );
-            // --locale=C: the service never sorts text, and C exists on every machine, whereas an
-            // inherited LANG naming a locale that is not installed makes initdb fail.
-            let args = [
-                "-D".into(),
-                data.into_os_string(),
-                "-U".into(),
-                "postgres".into(),
-                "--auth=trust".into(),
-                "-E".into(),
-                "UTF8".into(),
-                "--locale=C".into(),
-                "--no-instructions".into(),
-            ];
-            checked(runner.command(&bin.join("initdb"), &args, &dir), "initdb")?;
+            match &options.replica_of {
+                None => initdb(&runner, &bin, &dir)?,
+                Some(primary) => basebackup(&runner, &bin, &dir, primary)?,
+            }
+            let conf = data.join("postgresql.conf");
+            let text = std::fs::read_to_string(&conf)
+                .with_context(|| format!("cannot read {}", conf.display()))?;
+            let include = format!("include_if_exists = '{CONF}'");
+            if !text.contains(&include) {
+                std::fs::write(&conf, format!("{text}\n# reviews-api devdb\n{include}\n"))?;
+            }
         }
 
         let mut cluster = DevCluster {
@@ -84,34 +170,78 @@ impl DevCluster {
         };
         cluster.port = match cluster.running_port()? {
             Some(port) => {
-                log::warn!(
-                    "reusing the private PostgreSQL left running on port {port}; it stops on exit"
-                );
+                log::warn!("reusing the private PostgreSQL left running on port {port}");
                 port
             }
-            None => cluster.start_server()?,
+            None => cluster.start_server(options)?,
         };
         cluster.stopped = false;
         cluster.url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
         Ok(cluster)
     }
 
+    /// The port and postmaster PID of the server running on `dir`, if one is.
+    pub fn status(dir: &Path) -> anyhow::Result<Option<(u16, u32)>> {
+        let bin = find_pg_bin_dir().ok_or_else(|| anyhow::anyhow!(install_hint()))?;
+        let cluster = DevCluster {
+            url: String::new(),
+            port: 0,
+            dir: dir.to_path_buf(),
+            pg_ctl: bin.join("pg_ctl"),
+            runner: Runner::detect()?,
+            stopped: true,
+        };
+        Ok(match cluster.running_port()? {
+            Some(port) => Some((port, cluster.running_pid()?)),
+            None => None,
+        })
+    }
+
+    /// Stops the server running on `dir`, if any (`mode`: pg_ctl's fast or immediate), and
+    /// returns once it has exited.
+    pub fn stop_dir(dir: &Path, mode: &str) -> anyhow::Result<bool> {
+        let bin = find_pg_bin_dir().ok_or_else(|| anyhow::anyhow!(install_hint()))?;
+        let mut cluster = DevCluster {
+            url: String::new(),
+            port: 0,
+            dir: dir.to_path_buf(),
+            pg_ctl: bin.join("pg_ctl"),
+            runner: Runner::detect()?,
+            stopped: false,
+        };
+        cluster.stop_mode(mode)
+    }
+
+    /// Leaves the server running when this handle goes (`devdb start`, whose server outlives it).
+    pub fn detach(mut self) {
+        self.stopped = true;
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`: open sessions are cut, nothing is lost). Does
     /// nothing when it is already stopped, by us or by another handle on the same folder.
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.stop_mode("fast").map(|_| ())
+    }
+
+    /// Whether it was running. pg_ctl returns once the server is gone (it waits for the
+    /// postmaster to remove its PID file, the last thing it does).
+    fn stop_mode(&mut self, mode: &str) -> anyhow::Result<bool> {
         if self.stopped {
-            return Ok(());
+            return Ok(false);
         }
         self.stopped = true;
-        if self.running_port()?.is_none() {
-            return Ok(());
-        }
+        let Some(port) = self.running_port()? else {
+            return Ok(false);
+        };
         checked(
-            self.pg_ctl("stop", &["-m".into(), "fast".into(), "-w".into()]),
+            self.pg_ctl(
+                "stop",
+                &["-m".into(), mode.into(), "-w".into(), "-t".into(), "60".into()],
+            ),
             "pg_ctl stop",
         )?;
-        log::info!("stopped the private PostgreSQL on port {}", self.port);
-        Ok(())
+        log::info!("stopped the private PostgreSQL on port {port}");
+        Ok(true)
     }
 
     /// `pg_ctl ACTION -D <data> ARGS...`, as the cluster's owner, in the cluster folder.
@@ -127,40 +257,63 @@ impl DevCluster {
 
     /// The port of a server already running on this data folder, if any.
     fn running_port(&self) -> anyhow::Result<Option<u16>> {
-        let out = run(self.pg_ctl("status", &[]), "pg_ctl status")?;
+        let out = output(self.pg_ctl("status", &[]), "pg_ctl status")?;
         if !out.status.success() {
             return Ok(None);
         }
-        // postmaster.pid: pid, data folder, start time, port, ... (one value a line).
-        let pid_file = self.data().join("postmaster.pid");
-        let port = std::fs::read_to_string(&pid_file)?
-            .lines()
-            .nth(3)
-            .and_then(|line| line.trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no port in {}", pid_file.display()))?;
-        Ok(Some(port))
+        self.pid_file_line(3).map(Some)
     }
 
-    fn start_server(&self) -> anyhow::Result<u16> {
+    fn running_pid(&self) -> anyhow::Result<u32> {
+        self.pid_file_line(0)
+    }
+
+    /// postmaster.pid: pid, data folder, start time, port, ... (one value a line).
+    fn pid_file_line<T: std::str::FromStr>(&self, line: usize) -> anyhow::Result<T> {
+        let pid_file = self.data().join("postmaster.pid");
+        std::fs::read_to_string(&pid_file)?
+            .lines()
+            .nth(line)
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no line {line} in {}", pid_file.display()))
+    }
+
+    /// Writes devdb.conf (port, addresses, settings) and starts the server on it. A port chosen
+    /// here (not given) may be taken by someone else before PostgreSQL binds it: then another.
+    fn start_server(&self, options: &StartOptions) -> anyhow::Result<u16> {
         let log = self.dir.join("log");
         let socket_dir = self.dir.join("sock");
-        // pg_ctl hands -o to /bin/sh, hence the quoting. A Unix socket path is limited to about
-        // 100 bytes: in a deep folder, go without the socket (we only use TCP).
+        // A Unix socket path is limited to about 100 bytes: in a deep folder, go without the
+        // socket (we only use TCP).
         let socket = if socket_dir.as_os_str().len() <= 88 {
-            shell_quote(&socket_dir.to_string_lossy())
+            socket_dir.to_string_lossy().replace('\'', "''")
         } else {
-            "''".to_string()
+            String::new()
         };
+        let previous = self.configured_port().filter(|p| !port_answers(*p));
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            let port = free_port()?;
-            let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {socket}");
+            let port = match options.port.or(previous) {
+                Some(port) if last_error.is_none() => port,
+                _ => free_port()?,
+            };
+            let mut conf = format!(
+                "# Written by `reviews-api devdb start` at every start.\nport = {port}\n\
+                 listen_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n"
+            );
+            for (name, value) in &options.settings {
+                conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
+            }
+            let path = self.data().join(CONF);
+            std::fs::write(&path, conf)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            self.runner.give(&path)?;
             let args = [
                 "-l".into(),
                 log.clone().into(),
                 "-w".into(),
-                "-o".into(),
-                options.into(),
+                "-t".into(),
+                "120".into(),
             ];
             match checked(self.pg_ctl("start", &args), "pg_ctl start") {
                 Ok(_) => {
@@ -169,6 +322,10 @@ impl DevCluster {
                         self.dir.display()
                     );
                     return Ok(port);
+                }
+                Err(e) if options.port.is_some() => {
+                    last_error = Some(e);
+                    break;
                 }
                 Err(e) => last_error = Some(e),
             }
@@ -181,6 +338,77 @@ impl DevCluster {
             tail(&log, 15)
         )))
     }
+
+    /// The port of devdb.conf, written by the last start.
+    fn configured_port(&self) -> Option<u16> {
+        std::fs::read_to_string(self.data().join(CONF))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("port = ")?.trim().parse().ok())
+    }
+}
+
+fn initdb(runner: &Runner, bin: &Path, dir: &Path) -> anyhow::Result<()> {
+    let data = dir.join("data");
+    log::info!(
+        "initialising a private PostgreSQL cluster in {}",
+        data.display()
+    );
+    // --locale=C: the service never sorts text, and C exists on every machine, whereas an
+    // inherited LANG naming a locale that is not installed makes initdb fail.
+    let args = [
+        "-D".into(),
+        data.into_os_string(),
+        "-U".into(),
+        "postgres".into(),
+        "--auth=trust".into(),
+        "-E".into(),
+        "UTF8".into(),
+        "--locale=C".into(),
+        "--no-instructions".into(),
+    ];
+    checked(runner.command(&bin.join("initdb"), &args, dir), "initdb")?;
+    Ok(())
+}
+
+/// A physical copy of the primary at `primary` (a postgres:// URL of its host and port), set up
+/// to start as its streaming replica (-R: standby.signal and primary_conninfo).
+fn basebackup(runner: &Runner, bin: &Path, dir: &Path, primary: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = primary
+        .parse()
+        .with_context(|| format!("--replica-of {primary:?} is not a PostgreSQL URL"))?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    log::info!("copying the primary at {host}:{port} into {}", dir.display());
+    let args = [
+        "-h".into(),
+        host.into(),
+        "-p".into(),
+        port.to_string().into(),
+        "-U".into(),
+        config.get_user().unwrap_or("postgres").into(),
+        "-D".into(),
+        dir.join("data").into_os_string(),
+        "-R".into(),
+        "-X".into(),
+        "stream".into(),
+        "-c".into(),
+        "fast".into(),
+    ];
+    checked(
+        runner.command(&bin.join("pg_basebackup"), &args, dir),
+        "pg_basebackup",
+    )?;
+    Ok(())
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn port_answers(port: u16) -> bool {
+    let address = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(200)).is_ok()
 }
 
 impl Drop for DevCluster {
@@ -197,10 +425,12 @@ impl Drop for DevCluster {
 /// The first folder holding both `initdb` and `pg_ctl` (one installation, so they match): the
 /// PATH, then the usual install folders, newest version first.
 pub fn find_pg_bin_dir() -> Option<PathBuf> {
+    // Resolved: a link on the PATH (/usr/local/bin/initdb) leads to the installation's folder,
+    // which also holds pg_basebackup.
     let on_path = which::which_all("initdb")
         .into_iter()
         .flatten()
-        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf));
+        .filter_map(|initdb| initdb.canonicalize().ok()?.parent().map(Path::to_path_buf));
     on_path
         .chain(install_dirs())
         .find(|dir| has_program(dir, "initdb") && has_program(dir, "pg_ctl"))
@@ -339,7 +569,7 @@ impl Runner {
                 .with_context(|| format!("cannot give {} to the {PG_USER} user", dir.display()))?;
         }
         let args = ["-w".into(), dir.as_os_str().to_owned()];
-        let reachable = run(
+        let reachable = output(
             self.command(Path::new("test"), &args, Path::new("/")),
             "test -w",
         )?;
@@ -350,6 +580,19 @@ impl Runner {
             dir.display()
         );
         Ok(())
+    }
+}
+
+impl Runner {
+    /// A file we wrote into the cluster folder, given to the user the server runs as.
+    fn give(&self, path: &Path) -> anyhow::Result<()> {
+        if matches!(self, Runner::Direct) {
+            return Ok(());
+        }
+        let uid = user_id(PG_USER, "-u").context("no postgres user")?;
+        let gid = user_id(PG_USER, "-g").context("no postgres group")?;
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to {PG_USER}", path.display()))
     }
 }
 
@@ -380,7 +623,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .ok()
 }
 
-fn run(mut command: Command, what: &str) -> anyhow::Result<Output> {
+fn output(mut command: Command, what: &str) -> anyhow::Result<Output> {
     command
         .output()
         .with_context(|| format!("cannot run {what} ({:?})", command.get_program()))
@@ -388,7 +631,7 @@ fn run(mut command: Command, what: &str) -> anyhow::Result<Output> {
 
 /// Runs `command`; a non-zero exit is an error carrying the command's own output.
 fn checked(command: Command, what: &str) -> anyhow::Result<Output> {
-    let out = run(command, what)?;
+    let out = output(command, what)?;
     anyhow::ensure!(
         out.status.success(),
         "{what} failed ({}): {}{}",
