@@ -66,8 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Migrate => {
                 let client = db::connect(&settings.database.url).await?;
-                db::migrate(&client).await?;
-                println!("schema applied");
+                let topology = db::migrate(&client).await?;
+                println!("schema applied ({topology:?})");
                 Ok(())
             }
             Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),

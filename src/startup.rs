@@ -230,8 +230,8 @@ async fn prepare_database(settings: &Settings, pool: Pool, shared: Arc<Shared>) 
     let mut attempt = 1;
     let mut backoff = Duration::from_millis(500);
     let e = match connect_and_migrate(&pool).await {
-        Ok(()) => {
-            shared.ready.store(true, Ordering::Release);
+        Ok(topology) => {
+            shared.serve(topology);
             return None;
         }
         Err(e) => e,
@@ -242,9 +242,9 @@ async fn prepare_database(settings: &Settings, pool: Pool, shared: Arc<Shared>) 
             tokio::time::sleep(backoff).await;
             attempt += 1;
             match connect_and_migrate(&pool).await {
-                Ok(()) => {
+                Ok(topology) => {
                     log::info!("the database at {url} answers (attempt {attempt}): serving");
-                    shared.ready.store(true, Ordering::Release);
+                    shared.serve(topology);
                     return Ok(());
                 }
                 Err(e) if started.elapsed() >= limit => anyhow::bail!(
@@ -264,7 +264,7 @@ async fn prepare_database(settings: &Settings, pool: Pool, shared: Arc<Shared>) 
     }))
 }
 
-async fn connect_and_migrate(pool: &Pool) -> anyhow::Result<()> {
+async fn connect_and_migrate(pool: &Pool) -> anyhow::Result<db::Topology> {
     let client = pool.get().await.map_err(|e| match e {
         // The connection's own error, without deadpool's wrapping of it.
         deadpool_postgres::PoolError::Backend(e) => anyhow::Error::from(e),

@@ -47,32 +47,66 @@ pub mod sql {
         sql: include_str!("../../sql/meta.sql"),
         params: &[Type::INT4],
     };
-    pub const POST_REVIEW: Statement = Statement {
-        name: "post_review",
-        sql: include_str!("../../sql/post_review.sql"),
-        params: &[
-            Type::INT4,
-            Type::INT4,
-            Type::TEXT,
-            Type::TEXT,
-            Type::BOOL,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT_ARRAY,
-            Type::INT4_ARRAY,
-            Type::INT4_ARRAY,
-        ],
+    /// The parameters of both forms of POST /reviews (sql/post_review.sql and its Citus twin).
+    const POST_REVIEW_PARAMS: &[Type] = &[
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::INT4_ARRAY,
+        Type::INT4_ARRAY,
+    ];
+
+    /// The write statements of one topology (see [`super::Topology`]).
+    pub struct Writes {
+        pub post_review: Statement,
+        pub helpful: Statement,
+        pub report: Statement,
+    }
+
+    pub const PLAIN_WRITES: Writes = Writes {
+        post_review: Statement {
+            name: "post_review",
+            sql: include_str!("../../sql/post_review.sql"),
+            params: POST_REVIEW_PARAMS,
+        },
+        helpful: Statement {
+            name: "helpful",
+            sql: include_str!("../../sql/helpful.sql"),
+            params: &[Type::INT4],
+        },
+        report: Statement {
+            name: "report",
+            sql: include_str!("../../sql/report.sql"),
+            params: &[Type::INT4],
+        },
     };
-    pub const HELPFUL: Statement = Statement {
-        name: "helpful",
-        sql: include_str!("../../sql/helpful.sql"),
-        params: &[Type::INT4],
+
+    pub const CITUS_WRITES: Writes = Writes {
+        post_review: Statement {
+            name: "citus/post_review",
+            sql: include_str!("../../sql/citus/post_review.sql"),
+            params: POST_REVIEW_PARAMS,
+        },
+        helpful: Statement {
+            name: "citus/helpful",
+            sql: include_str!("../../sql/citus/helpful.sql"),
+            params: &[Type::INT4],
+        },
+        report: Statement {
+            name: "citus/report",
+            sql: include_str!("../../sql/citus/report.sql"),
+            params: &[Type::INT4],
+        },
     };
-    pub const REPORT: Statement = Statement {
-        name: "report",
-        sql: include_str!("../../sql/report.sql"),
-        params: &[Type::INT4],
-    };
+
+    /// Citus only, applied by migrate after SCHEMA (sql/citus/distribute.sql says why each).
+    pub const CITUS_DISTRIBUTE: &str = include_str!("../../sql/citus/distribute.sql");
+    pub const CITUS_WRITE_FUNCTIONS: &str = include_str!("../../sql/citus/writes.sql");
     pub const WAL_POSITION: Statement = Statement {
         name: "wal_position",
         sql: include_str!("../../sql/wal_position.sql"),
@@ -182,15 +216,73 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Applies `sql/schema.sql` and `sql/indexes.sql`. Idempotent; an advisory lock keeps two
-/// starting instances from running it at once.
-pub async fn migrate(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+/// Where the data lives: one PostgreSQL (with its streaming replicas), or a Citus cluster that
+/// shards every table by product (docs/scaling.md). The reads and the schema's functions are the
+/// same on both; the keys, the write statements and the load differ (sql/citus/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Plain,
+    /// The database has the `citus` extension: we talk to its coordinator.
+    Citus,
+}
+
+impl Topology {
+    /// The topology of the database `client` is connected to.
+    pub async fn of(client: &tokio_postgres::Client) -> anyhow::Result<Topology> {
+        let citus: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(if citus {
+            Topology::Citus
+        } else {
+            Topology::Plain
+        })
+    }
+
+    pub fn writes(self) -> &'static sql::Writes {
+        match self {
+            Topology::Plain => &sql::PLAIN_WRITES,
+            Topology::Citus => &sql::CITUS_WRITES,
+        }
+    }
+
+    /// What `migrate` (and the load's staging) runs after sql/schema.sql, before sql/indexes.sql:
+    /// on Citus the distribution of the tables; `reviews-api load` runs it again in its staging
+    /// schema.
+    pub fn distribute(self) -> &'static str {
+        match self {
+            Topology::Plain => "",
+            Topology::Citus => sql::CITUS_DISTRIBUTE,
+        }
+    }
+}
+
+/// Applies `sql/schema.sql` and `sql/indexes.sql` (on Citus, with `sql/citus/` between them: the
+/// tables distributed, the write functions). Idempotent; an advisory lock keeps two starting
+/// instances from running it at once. Returns the database's topology.
+pub async fn migrate(client: &tokio_postgres::Client) -> anyhow::Result<Topology> {
+    let topology = Topology::of(client).await?;
+    let citus = match topology {
+        Topology::Plain => String::new(),
+        // Citus refuses triggers on distributed tables unless told that the trigger function
+        // is safe there: first_pages_refresh touches only the product's own rows, on its node.
+        Topology::Citus => format!(
+            "{} {} SET citus.enable_unsafe_triggers = on;",
+            sql::CITUS_DISTRIBUTE,
+            sql::CITUS_WRITE_FUNCTIONS
+        ),
+    };
     client
         .batch_execute(&format!(
-            "SET client_min_messages = warning; SELECT pg_advisory_lock(7265); {} {} SELECT pg_advisory_unlock(7265);",
+            "SET client_min_messages = warning; SELECT pg_advisory_lock(7265); {} {citus} {} \
+             SELECT pg_advisory_unlock(7265); RESET ALL;",
             sql::SCHEMA,
             sql::INDEXES
         ))
         .await?;
-    Ok(())
+    Ok(topology)
 }

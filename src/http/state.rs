@@ -11,8 +11,8 @@ use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 
@@ -28,9 +28,9 @@ pub struct Shared {
     pub coherence: Arc<Coherence>,
     pub metrics: Arc<Metrics>,
     pub timeout: Duration,
-    /// False until `startup` has reached the database and applied the schema: until then every
+    /// Unset until `startup` has reached the database and applied the schema: until then every
     /// route that needs the database answers 503.
-    pub ready: AtomicBool,
+    topology: OnceLock<db::Topology>,
     /// The constant body of GET /bench/constant (None unless server.bench_routes).
     pub bench_body: Option<Bytes>,
     /// Read lanes per worker, and how many workers took their share so far.
@@ -63,7 +63,7 @@ impl Shared {
             coherence,
             metrics,
             timeout: settings.database.timeout(),
-            ready: AtomicBool::new(false),
+            topology: OnceLock::new(),
             bench_body: settings
                 .server
                 .bench_routes
@@ -81,12 +81,15 @@ impl Shared {
         }
     }
 
-    /// Err(503) until `startup` has the database ready.
-    pub fn ready(&self) -> Result<(), ApiError> {
-        match self.ready.load(Ordering::Acquire) {
-            true => Ok(()),
-            false => Err(DbError::Starting.into()),
-        }
+    /// Called by `startup` once the database answers and the schema is applied: from now on
+    /// every route serves.
+    pub fn serve(&self, topology: db::Topology) {
+        let _ = self.topology.set(topology);
+    }
+
+    /// The database's topology once it is ready; Err(503) until then.
+    pub fn ready(&self) -> Result<db::Topology, ApiError> {
+        self.topology.get().copied().ok_or(DbError::Starting.into())
     }
 }
 

@@ -38,11 +38,11 @@ pub async fn post_by_path(
 }
 
 async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiError> {
-    state.shared.ready()?;
+    let statements = state.shared.ready()?.writes();
     let row = db::query_opt(
         &state.shared.writes,
         state.shared.timeout,
-        &db::sql::POST_REVIEW,
+        &statements.post_review,
         &[
             &review.product_id,
             &review.rating,
@@ -57,10 +57,8 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
         ],
     )
     .await?;
-    // No row: the statement found that the characteristics are not exactly the product's.
-    let review_id: i32 = row
-        .ok_or(ApiError::Invalid("characteristics"))?
-        .try_get(0)?;
+    // None: the statement found that the characteristics are not exactly the product's.
+    let review_id = returned_id(row)?.ok_or(ApiError::Invalid("characteristics"))?;
     state.wrote(review.product_id).await;
     Ok(HttpResponse::Created()
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
@@ -71,14 +69,14 @@ pub async fn helpful(
     state: web::Data<AppState>,
     review: ReviewId,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, review, &db::sql::HELPFUL).await
+    mark(&state, review, |writes| &writes.helpful).await
 }
 
 pub async fn report(
     state: web::Data<AppState>,
     review: ReviewId,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, review, &db::sql::REPORT).await
+    mark(&state, review, |writes| &writes.report).await
 }
 
 /// helpful and report: one statement on one review that returns its product id, or no row when
@@ -86,16 +84,22 @@ pub async fn report(
 async fn mark(
     state: &AppState,
     ReviewId(review_id): ReviewId,
-    statement: &db::Statement,
+    statement: fn(&db::sql::Writes) -> &db::Statement,
 ) -> Result<HttpResponse, ApiError> {
-    state.shared.ready()?;
     let shared = &state.shared;
+    let statement = statement(shared.ready()?.writes());
     let row = db::query_opt(&shared.writes, shared.timeout, statement, &[&review_id]).await?;
-    let product_id: i32 = row.ok_or(ApiError::ReviewNotFound)?.try_get(0)?;
+    let product_id = returned_id(row)?.ok_or(ApiError::ReviewNotFound)?;
     // Here the write has committed: no read that began before it can store its body under the
     // new version (see coherence).
     state.wrote(product_id).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The id a write statement returns: none when it returned no row (plain PostgreSQL's statements)
+/// or NULL (Citus's functions, which always return one row).
+fn returned_id(row: Option<tokio_postgres::Row>) -> Result<Option<i32>, ApiError> {
+    Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
 }
 
 /// The request body, refused with 413 as soon as it is known to be over the limit.
