@@ -14,6 +14,10 @@
 -- routes that name a review and not its product (helpful, report). It is distributed by
 -- review_id in the same colocation group; a new review's id is drawn so that its row lands on the
 -- shard of its product (sql/citus/writes.sql), so a POST touches that one shard only.
+-- migrate runs schema.sql, this file and the rest in one transaction: in one transaction Citus
+-- must run everything over one connection per node to change functions after tables.
+SET citus.multi_shard_modify_mode TO 'sequential';
+
 CREATE TABLE IF NOT EXISTS review_products (
     review_id  integer PRIMARY KEY,
     product_id integer NOT NULL

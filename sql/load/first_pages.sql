@@ -5,23 +5,25 @@
 -- characteristics or reviews), so this reads, per product, the first K + 1 entries of the sort's
 -- index: K to store and one more to know whether they are the whole list, exactly as schema.sql's
 -- trigger function first_pages_refresh does after a write. The CASE runs only the requested
--- sort's subquery. Most of the time goes into compressing the rows (sql/README.md).
+-- sort's subquery. Most of the time goes into compressing the rows (sql/README.md). The
+-- subqueries sit in the select list, not in a LATERAL (SELECT CASE ...): Citus pushes this form
+-- down to every shard as it is, and refuses a correlated subquery beside a FROM-less one.
 INSERT INTO reviews_load.first_pages (product_id, sort, whole, docs)
-SELECT m.product_id, $1::text::"char",
+SELECT p.product_id, $1::text::"char",
        cardinality(p.docs) <= public.first_page_size(), p.docs[1:public.first_page_size()]
-  FROM reviews_load.product_meta m
- CROSS JOIN LATERAL (
-     SELECT CASE $1::text
-         WHEN 'r' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
-                              WHERE r.product_id = m.product_id AND NOT r.reported
-                              ORDER BY r.relevance DESC, r.id DESC
-                              LIMIT public.first_page_size() + 1)
-         WHEN 'n' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
-                              WHERE r.product_id = m.product_id AND NOT r.reported
-                              ORDER BY r.date_ms DESC, r.id DESC
-                              LIMIT public.first_page_size() + 1)
-         WHEN 'h' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
-                              WHERE r.product_id = m.product_id AND NOT r.reported
-                              ORDER BY r.helpfulness DESC, r.date_ms DESC, r.id DESC
-                              LIMIT public.first_page_size() + 1)
-     END AS docs) AS p
+  FROM (SELECT m.product_id,
+               CASE $1::text
+                   WHEN 'r' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
+                                        WHERE r.product_id = m.product_id AND NOT r.reported
+                                        ORDER BY r.relevance DESC, r.id DESC
+                                        LIMIT public.first_page_size() + 1)
+                   WHEN 'n' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
+                                        WHERE r.product_id = m.product_id AND NOT r.reported
+                                        ORDER BY r.date_ms DESC, r.id DESC
+                                        LIMIT public.first_page_size() + 1)
+                   WHEN 'h' THEN ARRAY(SELECT r.doc FROM reviews_load.reviews r
+                                        WHERE r.product_id = m.product_id AND NOT r.reported
+                                        ORDER BY r.helpfulness DESC, r.date_ms DESC, r.id DESC
+                                        LIMIT public.first_page_size() + 1)
+               END AS docs
+          FROM reviews_load.product_meta m) AS p

@@ -4,7 +4,8 @@
 -- take their indexes, constraints, triggers (sql/indexes.sql's, on reviews, created after the
 -- COPY) and own identity sequences with them into public.
 DROP TABLE IF EXISTS public.reviews, public.reviews_photos, public.characteristics,
-                     public.characteristic_reviews, public.product_meta, public.first_pages;
+                     public.characteristic_reviews, public.product_meta, public.first_pages,
+                     public.review_products;
 
 ALTER TABLE reviews_load.reviews SET SCHEMA public;
 ALTER TABLE reviews_load.reviews_photos SET SCHEMA public;
@@ -12,6 +13,8 @@ ALTER TABLE reviews_load.characteristics SET SCHEMA public;
 ALTER TABLE reviews_load.characteristic_reviews SET SCHEMA public;
 ALTER TABLE reviews_load.product_meta SET SCHEMA public;
 ALTER TABLE reviews_load.first_pages SET SCHEMA public;
+-- Citus only (sql/citus/distribute.sql): a review's product by review id.
+ALTER TABLE IF EXISTS reviews_load.review_products SET SCHEMA public;
 
 -- New rows written through the API get ids above the loaded ones (1 when a table is empty).
 SELECT setval(pg_get_serial_sequence('public.reviews', 'id'), coalesce(max(id), 0) + 1, false)

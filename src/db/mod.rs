@@ -5,6 +5,7 @@
 
 mod error;
 mod replicas;
+pub mod script;
 mod shared;
 pub mod url;
 
@@ -264,25 +265,50 @@ impl Topology {
 /// Applies `sql/schema.sql` and `sql/indexes.sql` (on Citus, with `sql/citus/` between them: the
 /// tables distributed, the write functions). Idempotent; an advisory lock keeps two starting
 /// instances from running it at once. Returns the database's topology.
+///
+/// On plain PostgreSQL it is one transaction. On Citus each statement is sent on its own (see
+/// [`script`]) and commits on its own; each is idempotent, so a migrate cut short is finished by
+/// the next one.
 pub async fn migrate(client: &tokio_postgres::Client) -> anyhow::Result<Topology> {
     let topology = Topology::of(client).await?;
-    let citus = match topology {
-        Topology::Plain => String::new(),
+    client
+        .batch_execute("SET client_min_messages = warning; SELECT pg_advisory_lock(7265)")
+        .await?;
+    let applied = match topology {
+        Topology::Plain => {
+            client
+                .batch_execute(&format!("{} {}", sql::SCHEMA, sql::INDEXES))
+                .await
+        }
         // Citus refuses triggers on distributed tables unless told that the trigger function
         // is safe there: first_pages_refresh touches only the product's own rows, on its node.
-        Topology::Citus => format!(
-            "{} {} SET citus.enable_unsafe_triggers = on;",
-            sql::CITUS_DISTRIBUTE,
-            sql::CITUS_WRITE_FUNCTIONS
-        ),
+        Topology::Citus => {
+            let files = [
+                sql::SCHEMA,
+                sql::CITUS_DISTRIBUTE,
+                sql::CITUS_WRITE_FUNCTIONS,
+                "SET citus.enable_unsafe_triggers = on",
+                sql::INDEXES,
+            ];
+            run_each(client, &files).await
+        }
     };
     client
-        .batch_execute(&format!(
-            "SET client_min_messages = warning; SELECT pg_advisory_lock(7265); {} {citus} {} \
-             SELECT pg_advisory_unlock(7265); RESET ALL;",
-            sql::SCHEMA,
-            sql::INDEXES
-        ))
+        .batch_execute("SELECT pg_advisory_unlock(7265); RESET ALL")
         .await?;
+    applied?;
     Ok(topology)
+}
+
+/// Every statement of `files`, one query each.
+pub async fn run_each(
+    client: &impl tokio_postgres::GenericClient,
+    files: &[&str],
+) -> Result<(), tokio_postgres::Error> {
+    for file in files {
+        for statement in script::statements(file) {
+            client.batch_execute(statement).await?;
+        }
+    }
+    Ok(())
 }

@@ -25,6 +25,8 @@ pub(super) struct State {
     values: IdSet,
     /// Where each good photo's URL is in reviews_photos.csv, for the reviews' photos JSON.
     pub(super) photos_by_review: Vec<PhotoRef>,
+    /// Photos and values carry their review's product id last (Citus: sql/citus/distribute.sql).
+    pub(super) with_product_ids: bool,
 }
 
 /// A characteristic and the sum and count of the values of visible reviews for it.
@@ -53,6 +55,13 @@ pub(super) struct PhotoRef {
 }
 
 impl State {
+    pub(super) fn new(with_product_ids: bool) -> State {
+        State {
+            with_product_ids,
+            ..State::default()
+        }
+    }
+
     fn product(&mut self, product_id: i32) -> &mut ProductCounts {
         let slot = match self.product_slots.get(product_id) {
             Some(slot) => slot as usize - 1,
@@ -204,10 +213,14 @@ pub(super) fn check_row(
                 len,
                 doubled,
             });
-            out.tuple(3);
+            let review_product = state.reviews.get(review_id).unwrap_or_default();
+            out.tuple(3 + i16::from(state.with_product_ids));
             out.int4(id);
             out.int4(review_id);
             out.text(r.field(2));
+            if state.with_product_ids {
+                out.int4(review_product);
+            }
         }
         CsvFile::CharacteristicReviews => {
             let id = id_field(r, 0, "id")?;
@@ -240,11 +253,14 @@ pub(super) fn check_row(
                 characteristic.count += 1;
             }
             state.values.insert(id);
-            out.tuple(4);
+            out.tuple(4 + i16::from(state.with_product_ids));
             out.int4(id);
             out.int4(characteristic_id);
             out.int4(review_id);
             out.int2(value);
+            if state.with_product_ids {
+                out.int4(review_product);
+            }
         }
     }
     Ok(())

@@ -114,6 +114,13 @@ mod sql {
     pub const PRIMARY_KEY: &str = include_str!("../../../sql/load/primary_key.sql");
     pub const FIRST_PAGES: &str = include_str!("../../../sql/load/first_pages.sql");
     pub const SWAP: &str = include_str!("../../../sql/load/swap.sql");
+    pub const CITUS_PREPARE: &str = include_str!("../../../sql/citus/load/prepare.sql");
+    pub const CITUS_COPY_PHOTOS: &str =
+        include_str!("../../../sql/citus/load/copy_reviews_photos.sql");
+    pub const CITUS_COPY_VALUES: &str =
+        include_str!("../../../sql/citus/load/copy_characteristic_reviews.sql");
+    pub const CITUS_REVIEW_PRODUCTS: &str =
+        include_str!("../../../sql/citus/load/review_products.sql");
 }
 
 /// Session settings for the bulk work. The index builds sort tens of millions of keys: 1 GB of
@@ -162,12 +169,18 @@ pub async fn run_tuned(
         .await?
         .get(0);
     anyhow::ensure!(locked, "another load is running on this database");
-    db::migrate(&reviews_conn)
+    let topology = db::migrate(&reviews_conn)
         .await
         .context("cannot apply the schema")?;
     let mut other_conn = db::connect(url).await.with_context(connect_error)?;
-    reviews_conn.batch_execute(SESSION).await?;
-    other_conn.batch_execute(SESSION).await?;
+    for conn in [&reviews_conn, &other_conn] {
+        conn.batch_execute(SESSION).await?;
+        if topology == db::Topology::Citus {
+            // The staging reviews get sql/indexes.sql's triggers too (see db::migrate).
+            conn.batch_execute("SET citus.enable_unsafe_triggers = on")
+                .await?;
+        }
+    }
 
     let timeline = Timeline::new(started);
     let result = stage_and_swap(
@@ -177,6 +190,7 @@ pub async fn run_tuned(
         rejects,
         &timeline,
         tuning,
+        topology,
     )
     .await;
     drop(other_conn);

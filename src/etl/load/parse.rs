@@ -99,13 +99,14 @@ pub(super) fn parse_all(
     mut rejects: Rejects,
     reviews: mpsc::Sender<Chunk>,
     other: mpsc::Sender<Chunk>,
+    with_product_ids: bool,
 ) -> anyhow::Result<Parsed> {
     let progress = Progress::new();
     let other = Sender { tx: other };
     let [chars, reviews_in, photos, values]: [Input; 4] = inputs
         .try_into()
         .map_err(|_| anyhow::anyhow!("four input files expected"))?;
-    let mut state = State::default();
+    let mut state = State::new(with_product_ids);
     let mut phases = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &str, phases: &mut Vec<(String, Instant, Instant)>| {

@@ -10,7 +10,7 @@ use super::swap::{
     finish_table, index_statements, index_table, swap, table_jobs, take_jobs, OTHER_TABLES,
 };
 use super::{sql, FileReport, Timeline, Tuning};
-use crate::db;
+use crate::db::{self, Topology};
 use crate::etl::dataset::CsvFile;
 use anyhow::Context;
 use bytes::Bytes;
@@ -44,13 +44,15 @@ impl Table {
         }
     }
 
-    fn copy_sql(self) -> &'static str {
-        match self {
-            Table::Characteristics => sql::COPY_CHARACTERISTICS,
-            Table::Reviews => sql::COPY_REVIEWS,
-            Table::Photos => sql::COPY_PHOTOS,
-            Table::Values => sql::COPY_VALUES,
-            Table::Meta => sql::COPY_META,
+    fn copy_sql(self, topology: Topology) -> &'static str {
+        match (self, topology) {
+            (Table::Characteristics, _) => sql::COPY_CHARACTERISTICS,
+            (Table::Reviews, _) => sql::COPY_REVIEWS,
+            (Table::Photos, Topology::Plain) => sql::COPY_PHOTOS,
+            (Table::Photos, Topology::Citus) => sql::CITUS_COPY_PHOTOS,
+            (Table::Values, Topology::Plain) => sql::COPY_VALUES,
+            (Table::Values, Topology::Citus) => sql::CITUS_COPY_VALUES,
+            (Table::Meta, _) => sql::COPY_META,
         }
     }
 }
@@ -62,25 +64,34 @@ pub(super) async fn stage_and_swap(
     rejects: Rejects,
     timeline: &Timeline,
     tuning: Tuning,
+    topology: Topology,
 ) -> anyhow::Result<Vec<FileReport>> {
     reviews_conn.batch_execute(sql::STAGING).await?;
     reviews_conn
-        .batch_execute(&format!(
-            "SET search_path = reviews_load; {} RESET search_path;",
-            db::sql::SCHEMA
-        ))
+        .batch_execute("SET search_path = reviews_load")
+        .await?;
+    db::run_each(reviews_conn, &[db::sql::SCHEMA, topology.distribute()])
         .await
         .context("cannot create the staging tables")?;
-    reviews_conn.batch_execute(sql::PREPARE).await?;
+    reviews_conn.batch_execute("RESET search_path").await?;
+    reviews_conn
+        .batch_execute(match topology {
+            Topology::Plain => sql::PREPARE,
+            Topology::Citus => sql::CITUS_PREPARE,
+        })
+        .await?;
 
     let (reviews_tx, reviews_rx) = mpsc::channel(CHANNEL);
     let (other_tx, other_rx) = mpsc::channel(CHANNEL);
-    let parser =
-        tokio::task::spawn_blocking(move || parse_all(inputs, rejects, reviews_tx, other_tx));
+    let with_product_ids = topology == Topology::Citus;
+    let parser = tokio::task::spawn_blocking(move || {
+        parse_all(inputs, rejects, reviews_tx, other_tx, with_product_ids)
+    });
 
     let (reviews_jobs, reviews_attach) = table_jobs(reviews_conn, "reviews").await?;
     let shared = Shared {
         timeline,
+        topology,
         reviews: tokio::sync::Mutex::new(reviews_rx),
         reviews_ended: Cell::new(false),
         reviews_jobs: RefCell::new(VecDeque::from(reviews_jobs)),
@@ -146,6 +157,14 @@ pub(super) async fn stage_and_swap(
             index_table(reviews_conn, "first_pages"),
         )
         .await?;
+    if topology == Topology::Citus {
+        timeline
+            .time("review_products", async {
+                reviews_conn.batch_execute(sql::CITUS_REVIEW_PRODUCTS).await?;
+                index_table(reviews_conn, "review_products").await
+            })
+            .await?;
+    }
 
     timeline.time("swap", swap(reviews_conn)).await?;
     Ok(reports)
@@ -167,6 +186,7 @@ async fn first_pages(client: &Client, sorts: &RefCell<VecDeque<&str>>) -> anyhow
 /// What the two connections share while they copy.
 struct Shared<'a> {
     timeline: &'a Timeline,
+    topology: Topology,
     /// The reviews' chunks: one connection's alone until the other is free, then both take them.
     reviews: ChunkInput,
     /// Set by the COPY that took the reviews' End, so the other one knows the input is done.
@@ -192,6 +212,7 @@ async fn reviews_connection(
             "copy reviews (frozen)",
             copy_table(
                 conn,
+                shared.topology,
                 Table::Reviews,
                 Mode::Freeze,
                 &shared.reviews,
@@ -303,7 +324,7 @@ async fn copy_other(
         .timeline
         .time(
             name,
-            copy_table(client, table, Mode::Freeze, input, None, &ended),
+            copy_table(client, shared.topology, table, Mode::Freeze, input, None, &ended),
         )
         .await?;
     shared.copied.borrow_mut().push((table, rows));
@@ -322,6 +343,7 @@ async fn copy_shared_reviews(
             name,
             copy_table(
                 client,
+                shared.topology,
                 Table::Reviews,
                 Mode::Shared,
                 &shared.reviews,
@@ -353,6 +375,7 @@ enum Mode {
 /// input is an error unless `ended` says another COPY already took the End.
 async fn copy_table(
     client: &mut Client,
+    topology: Topology,
     table: Table,
     mode: Mode,
     input: &ChunkInput,
@@ -364,7 +387,7 @@ async fn copy_table(
         Mode::Freeze => {
             tx.batch_execute(&format!("TRUNCATE {}", table.name()))
                 .await?;
-            table.copy_sql()
+            table.copy_sql(topology)
         }
         Mode::Shared => sql::COPY_REVIEWS_SHARED,
     };

@@ -29,18 +29,22 @@ pub(super) async fn table_jobs(
     client: &Client,
     table: &str,
 ) -> anyhow::Result<(Vec<String>, String)> {
+    // No saved key: the table kept its key (Citus: sql/citus/load/prepare.sql).
     let row = client
-        .query_one(sql::PRIMARY_KEY, &[&format!("reviews_load.{table}")])
+        .query_opt(sql::PRIMARY_KEY, &[&format!("reviews_load.{table}")])
         .await
-        .with_context(|| format!("no saved primary key for {table}"))?;
-    let mut jobs = vec![row.get::<_, String>(0)];
+        .with_context(|| format!("cannot read the saved primary key of {table}"))?;
+    let (mut jobs, attach) = match row {
+        Some(row) => (vec![row.get::<_, String>(0)], row.get(1)),
+        None => (Vec::new(), String::new()),
+    };
     jobs.extend(
         index_statements()
             .into_iter()
             .filter(|(t, _)| t == table)
             .map(|(_, statement)| statement),
     );
-    Ok((jobs, row.get(1)))
+    Ok((jobs, attach))
 }
 
 /// A table's keys and indexes, then its statistics, on one connection.
@@ -60,12 +64,13 @@ pub(super) async fn take_jobs(
         let Some(statement) = jobs.borrow_mut().pop_front() else {
             return Ok(());
         };
+        // Three queries, not one string: Citus sends a DDL statement's text to the nodes.
+        client.batch_execute("SET search_path = reviews_load").await?;
         client
-            .batch_execute(&format!(
-                "SET search_path = reviews_load; {statement}; RESET search_path;"
-            ))
+            .batch_execute(&statement)
             .await
             .with_context(|| format!("cannot build an index: {statement}"))?;
+        client.batch_execute("RESET search_path").await?;
     }
 }
 
@@ -86,14 +91,8 @@ pub(super) async fn finish_table(client: &Client, table: &str, attach: &str) -> 
 /// The statements of sql/indexes.sql with the table each is on. The file is shared with migrate,
 /// so it is split here rather than copied, and the two connections each build their tables'.
 pub(super) fn index_statements() -> Vec<(String, String)> {
-    let code: String = db::sql::INDEXES
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    db::script::statements(db::sql::INDEXES)
+        .into_iter()
         .map(|s| {
             let table = s
                 .split_once(" ON ")
@@ -114,7 +113,7 @@ pub(super) async fn swap(client: &mut Client) -> anyhow::Result<()> {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
             .await?;
-        let result = match tx.batch_execute(sql::SWAP).await {
+        let result = match db::run_each(&tx, &[sql::SWAP]).await {
             Ok(()) => tx.commit().await,
             Err(e) => Err(e),
         };
