@@ -231,13 +231,16 @@ BEGIN
     END IF;
     -- Many products at once (a bulk change by hand; the benchmark undoing its writes) would take
     -- a lock each and could exhaust the lock table (max_locks_per_transaction, 64 a transaction
-    -- by default): such a statement takes one lock on every product instead. Every writer holds
-    -- that lock in share mode first, so a bulk writer waits for the writers of single products
-    -- in flight and they wait for it: the same exclusion, one lock.
+    -- by default): such a statement takes one lock on every product of the table instead. Every
+    -- writer holds that lock in share mode first, so a bulk writer waits for the writers of single
+    -- products in flight and they wait for it: the same exclusion, one lock. The lock is the
+    -- table's (TG_TABLE_NAME): on Citus the trigger fires on each shard, where a statement on many
+    -- shards runs on several connections of one node at once, and one lock for them all would
+    -- deadlock them; a product's writes all go to its one shard.
     IF cardinality(products) > 32 THEN
-        PERFORM pg_advisory_xact_lock(7268);
+        PERFORM pg_advisory_xact_lock(7268, hashtext(TG_TABLE_NAME));
     ELSE
-        PERFORM pg_advisory_xact_lock_shared(7268);
+        PERFORM pg_advisory_xact_lock_shared(7268, hashtext(TG_TABLE_NAME));
     END IF;
     FOREACH p IN ARRAY products LOOP
         IF cardinality(products) <= 32 THEN

@@ -59,22 +59,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load()?;
     actix_web::rt::System::new()
         .block_on(async move {
-        match cli.command {
-            Command::Serve => {
-                let app = startup::Application::build(settings).await?;
-                app.run_until_stopped().await
+            match cli.command {
+                Command::Serve => {
+                    let app = startup::Application::build(settings).await?;
+                    app.run_until_stopped().await
+                }
+                Command::Migrate => {
+                    let client = db::connect(&settings.database.url).await?;
+                    let topology = db::migrate(&client).await?;
+                    println!("schema applied ({topology:?})");
+                    Ok(())
+                }
+                Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),
+                Command::Demo(args) => demo::run(settings, args).await,
+                Command::Verify(args) => verify::run(&settings, &args).await,
+                Command::Generate(_) | Command::Devdb(_) => unreachable!("handled above"),
             }
-            Command::Migrate => {
-                let client = db::connect(&settings.database.url).await?;
-                let topology = db::migrate(&client).await?;
-                println!("schema applied ({topology:?})");
-                Ok(())
-            }
-            Command::Load(args) => load::run(&settings, &args).await.map(|_| ()),
-            Command::Demo(args) => demo::run(settings, args).await,
-            Command::Verify(args) => verify::run(&settings, &args).await,
-            Command::Generate(_) | Command::Devdb(_) => unreachable!("handled above"),
-        }
-    })
-    .map(|()| ExitCode::SUCCESS)
+        })
+        .map(|()| ExitCode::SUCCESS)
 }

@@ -12,9 +12,9 @@
 //! serving at once.
 
 use crate::config::Settings;
+use crate::db::url::{dbname_of, describe, with_dbname, with_default_dbname};
 use crate::devdb::DevCluster;
 use crate::etl::{generate, load};
-use crate::db::url::{dbname_of, describe, with_dbname, with_default_dbname};
 use crate::{db, startup};
 use anyhow::Context;
 use std::future::Future;

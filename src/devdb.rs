@@ -114,7 +114,11 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
     let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
         return Err(format!("{name:?} is not a setting name"));
     }
     Ok((name.to_string(), value.to_string()))
@@ -236,7 +240,13 @@ impl DevCluster {
         checked(
             self.pg_ctl(
                 "stop",
-                &["-m".into(), mode.into(), "-w".into(), "-t".into(), "60".into()],
+                &[
+                    "-m".into(),
+                    mode.into(),
+                    "-w".into(),
+                    "-t".into(),
+                    "60".into(),
+                ],
             ),
             "pg_ctl stop",
         )?;
@@ -382,7 +392,10 @@ fn basebackup(runner: &Runner, bin: &Path, dir: &Path, primary: &str) -> anyhow:
         _ => "127.0.0.1".to_string(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    log::info!("copying the primary at {host}:{port} into {}", dir.display());
+    log::info!(
+        "copying the primary at {host}:{port} into {}",
+        dir.display()
+    );
     let args = [
         "-h".into(),
         host.into(),

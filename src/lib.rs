@@ -3,8 +3,8 @@
 //! real application on port 0.
 
 pub mod cache;
-pub mod coherence;
 pub mod cli;
+pub mod coherence;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -162,7 +162,10 @@ fn shared_state(
         |pool: &Pool| db::Connections::new(pool.clone(), workers, read_lanes, metrics.db.clone());
     let reads = db::Reads::new(
         lanes(primary),
-        replicas.iter().map(|(r, p)| (r.clone(), lanes(p))).collect(),
+        replicas
+            .iter()
+            .map(|(r, p)| (r.clone(), lanes(p)))
+            .collect(),
     );
     Arc::new(Shared::new(
         primary.clone(),
@@ -236,7 +239,9 @@ async fn prepare_database(settings: &Settings, pool: Pool, shared: Arc<Shared>) 
         }
         Err(e) => e,
     };
-    log::warn!("the database at {url} does not answer yet (attempt 1): {e:#}; retrying in {backoff:?}");
+    log::warn!(
+        "the database at {url} does not answer yet (attempt 1): {e:#}; retrying in {backoff:?}"
+    );
     Some(Box::pin(async move {
         loop {
             tokio::time::sleep(backoff).await;

@@ -7,9 +7,10 @@ SMOKE_SIZE = 2_000
 # The machine's own PostgreSQL, which --smoke uses unless --private-pg (bench/README.md says why).
 STOCK_PG_URL = "postgres://postgres@127.0.0.1:5432"
 
-# The session settings of the service's own connections (src/db/mod.rs: PLAN_CACHE_MODE), given to
-# pgbench too, so that each ceiling runs the very statements the service runs, planned the same way.
-SERVICE_PGOPTIONS = "-c plan_cache_mode=force_generic_plan"
+# The session settings of the service's own connections that change plans (src/db/mod.rs,
+# make_pool: none; the plan cache is left to itself), given to pgbench too, so that each ceiling
+# runs the very statements the service runs, planned the same way.
+SERVICE_PGOPTIONS = ""
 
 # The scenarios. `ids` names the product-id range (see dataset.Dataset.ranges); `script` is the wrk
 # script in bench/scenarios/; `ceiling` is what the scenario is divided by: a pgbench run of the

@@ -223,15 +223,24 @@ mod tests {
         let c = coherence(false);
         c.listening_from(0);
         let doc = Doc::Meta(7);
-        let load = |text: &'static str| move || async move { Ok(Bytes::from_static(text.as_bytes())) };
+        let load =
+            |text: &'static str| move || async move { Ok(Bytes::from_static(text.as_bytes())) };
         assert_eq!(c.document(doc, load("old")).await.unwrap(), "old");
         assert_eq!(c.document(doc, load("new")).await.unwrap(), "old", "cached");
         c.wrote(7, None);
         assert_eq!(c.document(doc, load("new")).await.unwrap(), "new");
         c.heard(7 + STRIPES as i32, 0);
-        assert_eq!(c.document(doc, load("newer")).await.unwrap(), "newer", "its stripe");
+        assert_eq!(
+            c.document(doc, load("newer")).await.unwrap(),
+            "newer",
+            "its stripe"
+        );
         c.deaf();
         assert_eq!(c.document(doc, load("deaf")).await.unwrap(), "deaf");
-        assert_eq!(c.document(doc, load("still")).await.unwrap(), "still", "not cached");
+        assert_eq!(
+            c.document(doc, load("still")).await.unwrap(),
+            "still",
+            "not cached"
+        );
     }
 }

@@ -120,26 +120,24 @@ pub mod sql {
     };
 }
 
-/// The session setting every service connection runs with; bench/run gives pgbench the same. The
-/// generic plans of sql/README.md from the first call on; left to itself the plan cache would plan
-/// the first five calls of each statement anew, then settle on those same plans.
-pub const PLAN_CACHE_MODE: &str = "plan_cache_mode=force_generic_plan";
-
 /// Builds the pool of `url` (the primary's, or a replica's). Nothing connects here: connections
 /// open when statements first need them (`startup` waits for the primary before serving data).
 ///
 /// deadpool has no timeouts by default: without them an exhausted pool queues requests forever.
 /// Here waiting for a connection, opening one and running a statement are each bounded by
 /// `timeout_ms`; `statement_timeout` makes PostgreSQL itself give up on a slow statement too.
+///
+/// The plan cache is left to itself (plan_cache_mode = auto): on plain PostgreSQL each statement
+/// is planned for its first five calls on a connection, then runs the generic plan sql/README.md
+/// shows; on Citus the coordinator keeps planning each call with its parameters, which is how it
+/// routes a statement to the one shard of its product (a forced generic plan cannot be routed:
+/// "could not create distributed plan").
 pub fn make_pool(settings: &DatabaseSettings, url: &str) -> anyhow::Result<Pool> {
     let timeout = settings.timeout();
     let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(timeout);
     pg.application_name("reviews-api");
-    pg.options(format!(
-        "-c statement_timeout={} -c {PLAN_CACHE_MODE}",
-        settings.timeout_ms
-    ));
+    pg.options(format!("-c statement_timeout={}", settings.timeout_ms));
     let manager = Manager::from_config(
         pg,
         NoTls,

@@ -58,4 +58,3 @@ fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
             Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
         }))
 }
-

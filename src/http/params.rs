@@ -67,7 +67,9 @@ impl FromRequest for ProductId {
 }
 
 fn product_id<'a>(req: &'a HttpRequest, query: &'a Query) -> Option<&'a str> {
-    req.match_info().get("product_id").or(query.get("product_id"))
+    req.match_info()
+        .get("product_id")
+        .or(query.get("product_id"))
 }
 
 /// The review of a vote or a report: `{review_id}` of the path.

@@ -136,15 +136,17 @@ async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() 
     settings.cache.enabled = false;
     let app = spawn_app(settings).await;
     let review = post_review(&app, &product, 4, true, &[4]).await;
-    client
-        .batch_execute(
-            "ALTER TABLE reviews ADD CONSTRAINT refuse_all CHECK (false) NOT VALID;
-             CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
-               AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-             CREATE TRIGGER refuse BEFORE UPDATE ON reviews FOR EACH ROW EXECUTE FUNCTION refuse();",
-        )
-        .await
-        .unwrap();
+    // One statement a query, and triggers allowed: Citus needs both (src/db/script.rs).
+    reviews_api::db::run_each(
+        &client,
+        &["SET citus.enable_unsafe_triggers = on;
+           ALTER TABLE reviews ADD CONSTRAINT refuse_all CHECK (false) NOT VALID;
+           CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+           CREATE TRIGGER refuse BEFORE UPDATE ON reviews FOR EACH ROW EXECUTE FUNCTION refuse();"],
+    )
+    .await
+    .unwrap();
     let before = snapshot(&client, false).await;
 
     let body = review_body(&product, 1, false, &[1]);
@@ -163,12 +165,12 @@ async fn a_statement_that_fails_on_its_own_terms_is_a_500_and_changes_nothing() 
     // Tables only: a sequence a failed insert drew from is not rolled back.
     assert_eq!(snapshot(&client, false).await, before);
     assert_eq!(app.get_reply("/health").await.status, 200);
-    client
-        .batch_execute(
-            "ALTER TABLE reviews DROP CONSTRAINT refuse_all; DROP TRIGGER refuse ON reviews;",
-        )
-        .await
-        .unwrap();
+    reviews_api::db::run_each(
+        &client,
+        &["ALTER TABLE reviews DROP CONSTRAINT refuse_all; DROP TRIGGER refuse ON reviews;"],
+    )
+    .await
+    .unwrap();
     post_review(&app, &product, 2, false, &[2]).await;
 }
 
@@ -189,14 +191,16 @@ async fn serve_waits_for_a_database_that_is_not_there_yet() {
         .expect("create the database, without its schema");
     let app = app_behind(&proxy, &db).await;
     assert_fast_503("/health", timed(app.get_reply("/health")).await);
-    assert_fast_503("meta", timed(app.get_reply("/reviews/meta?product_id=5")).await);
+    assert_fast_503(
+        "meta",
+        timed(app.get_reply("/reviews/meta?product_id=5")).await,
+    );
 
     proxy.set(ProxyMode::Forward);
     recovers(&app, "/reviews?product_id=5").await;
     let meta = app.get_ok("/reviews/meta?product_id=5").await;
     assert_eq!(
-        meta,
-        r#"{"product_id":"5","ratings":{},"recommended":{},"characteristics":{}}"#,
+        meta, r#"{"product_id":"5","ratings":{},"recommended":{},"characteristics":{}}"#,
         "served from the schema it applied once the database answered"
     );
 }
@@ -235,5 +239,8 @@ async fn serve_gives_up_after_the_configured_wait_and_never_prints_the_password(
         stderr.contains(&format!("{place} did not answer within 3 s")),
         "a clear error naming the database:\n{stderr}"
     );
-    assert!(!stderr.contains("s3cr3t-pw"), "the password leaked:\n{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t-pw"),
+        "the password leaked:\n{stderr}"
+    );
 }

@@ -82,8 +82,15 @@ async fn requests_and_statements_are_timed_by_template_and_name() {
         sample(&format!("{statements}_count{{statement=\"list\"}}")),
         1.0
     );
+    // Named by its file in sql/: post_review, or citus/post_review on Citus.
+    let post = reviews_api::db::Topology::of(&client)
+        .await
+        .unwrap()
+        .writes()
+        .post_review
+        .name;
     assert_eq!(
-        sample(&format!("{statements}_count{{statement=\"post_review\"}}")),
+        sample(&format!("{statements}_count{{statement=\"{post}\"}}")),
         1.0
     );
     // One wait per statement run: three meta, one list, one post.

@@ -160,7 +160,9 @@ pub(super) async fn stage_and_swap(
     if topology == Topology::Citus {
         timeline
             .time("review_products", async {
-                reviews_conn.batch_execute(sql::CITUS_REVIEW_PRODUCTS).await?;
+                reviews_conn
+                    .batch_execute(sql::CITUS_REVIEW_PRODUCTS)
+                    .await?;
                 index_table(reviews_conn, "review_products").await
             })
             .await?;
@@ -324,7 +326,15 @@ async fn copy_other(
         .timeline
         .time(
             name,
-            copy_table(client, shared.topology, table, Mode::Freeze, input, None, &ended),
+            copy_table(
+                client,
+                shared.topology,
+                table,
+                Mode::Freeze,
+                input,
+                None,
+                &ended,
+            ),
         )
         .await?;
     shared.copied.borrow_mut().push((table, rows));

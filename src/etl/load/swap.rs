@@ -65,7 +65,9 @@ pub(super) async fn take_jobs(
             return Ok(());
         };
         // Three queries, not one string: Citus sends a DDL statement's text to the nodes.
-        client.batch_execute("SET search_path = reviews_load").await?;
+        client
+            .batch_execute("SET search_path = reviews_load")
+            .await?;
         client
             .batch_execute(&statement)
             .await

@@ -4,29 +4,10 @@ use reviews_api::config::Settings;
 use reviews_api::startup::Application;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The server the tests create their databases on: TEST_DATABASE_URL; else the usual server at
-/// 127.0.0.1:5432; else, so that `cargo test` passes on a machine where none runs, a private
-/// cluster started from the machine's PostgreSQL binaries, exactly as `demo` does. It is left
-/// running for the next test run to reuse.
+/// The server the tests create their databases on: see [`super::topology`] (plain PostgreSQL, or
+/// the coordinator of a Citus cluster with TEST_TOPOLOGY=citus).
 pub fn admin_url() -> String {
-    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-            return url;
-        }
-        let usual = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
-        if std::net::TcpStream::connect_timeout(&usual, std::time::Duration::from_secs(2)).is_ok() {
-            return "postgres://postgres@127.0.0.1:5432/postgres".to_string();
-        }
-        // Under /tmp: as root the cluster runs as the postgres user, which must reach the folder.
-        let dir = std::env::temp_dir().join("reviews-api-test-pg");
-        let cluster = reviews_api::devdb::DevCluster::start(&dir)
-            .expect("no PostgreSQL at 127.0.0.1:5432 and no private cluster could start");
-        let url = cluster.url.clone();
-        std::mem::forget(cluster);
-        url
-    })
-    .clone()
+    super::topology::get().coordinator().to_string()
 }
 
 /// A uniquely named database, schema applied, dropped when the value is dropped.
@@ -38,13 +19,7 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> TestDb {
         let db = TestDb::reserve("test");
-        let admin = reviews_api::db::connect(&admin_url())
-            .await
-            .expect("admin connection");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", db.name))
-            .await
-            .expect("create test database");
+        super::topology::get().create_database(&db.name).await;
         reviews_api::db::migrate(&db.client().await)
             .await
             .expect("migrate");
@@ -94,13 +69,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
-                if let Ok(admin) = reviews_api::db::connect(&admin_url()).await {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
+            rt.block_on(super::topology::get().drop_database(&name));
         })
         .join();
     }

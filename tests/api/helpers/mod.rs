@@ -15,3 +15,4 @@ pub mod deploy;
 pub mod proxy;
 pub mod reply;
 pub mod seed;
+pub mod topology;
