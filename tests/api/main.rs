@@ -3,6 +3,7 @@
 //! real application on port 0 and talks HTTP to it.
 
 mod cache;
+mod citus;
 mod dataset;
 mod demo;
 mod docs;

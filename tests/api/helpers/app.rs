@@ -1,5 +1,6 @@
 //! Throwaway databases and folders, and the real application on a random port.
 
+use super::topology::Topology;
 use reviews_api::config::Settings;
 use reviews_api::startup::Application;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,21 +15,37 @@ pub fn admin_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    topology: &'static Topology,
 }
 
 impl TestDb {
+    /// A database of the run's topology (see [`super::topology`]).
     pub async fn new() -> TestDb {
-        let db = TestDb::reserve("test");
-        super::topology::get().create_database(&db.name).await;
-        reviews_api::db::migrate(&db.client().await)
+        TestDb::new_on(super::topology::get()).await
+    }
+
+    /// A database on `topology`, schema applied.
+    pub async fn new_on(topology: &'static Topology) -> TestDb {
+        let db = TestDb::reserve_on(topology, "test");
+        topology.create_database(&db.name).await;
+        db.migrate().await;
+        db
+    }
+
+    pub async fn migrate(&self) {
+        reviews_api::db::migrate(&self.client().await)
             .await
             .expect("migrate");
-        db
     }
 
     /// A unique database name on the test server (`reviews_LABEL_...`) and its URL, for a test
     /// that has the database created some other way; not created here, but dropped like any.
     pub fn reserve(label: &str) -> TestDb {
+        TestDb::reserve_on(super::topology::get(), label)
+    }
+
+    /// [`TestDb::reserve`] on `topology`.
+    pub fn reserve_on(topology: &'static Topology, label: &str) -> TestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -39,8 +56,12 @@ impl TestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let url = reviews_api::db::url::with_dbname(&admin_url(), &name);
-        TestDb { name, url }
+        let url = reviews_api::db::url::with_dbname(topology.coordinator(), &name);
+        TestDb {
+            name,
+            url,
+            topology,
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -62,14 +83,14 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, topology) = (self.name.clone(), self.topology);
         // Drop runs outside async context guarantees: use a private runtime on a plain thread.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(super::topology::get().drop_database(&name));
+            rt.block_on(topology.drop_database(&name));
         })
         .join();
     }

@@ -32,7 +32,12 @@ pub struct Proxy {
 impl Proxy {
     /// Starts forwarding to the server of [`admin_url`].
     pub async fn start() -> Proxy {
-        let config: tokio_postgres::Config = admin_url().parse().expect("admin url");
+        Proxy::start_to(&admin_url()).await
+    }
+
+    /// Starts forwarding to the server of database URL `url`.
+    pub async fn start_to(url: &str) -> Proxy {
+        let config: tokio_postgres::Config = url.parse().expect("a database url");
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             other => panic!("the proxy needs a TCP database host, not {other:?}"),

@@ -26,12 +26,23 @@ pub enum Topology {
 
 /// The topology of this test run.
 pub fn get() -> &'static Topology {
-    static TOPOLOGY: OnceLock<Topology> = OnceLock::new();
-    TOPOLOGY.get_or_init(|| match std::env::var("TEST_TOPOLOGY").as_deref() {
+    match std::env::var("TEST_TOPOLOGY").as_deref() {
         Ok("citus") => citus(),
-        Ok("plain") | Err(_) => Topology::Plain(plain()),
+        Ok("plain") | Err(_) => plain(),
         Ok(other) => panic!("TEST_TOPOLOGY={other}: plain or citus"),
-    })
+    }
+}
+
+/// Plain PostgreSQL, whatever the run's topology (for the tests that compare the two).
+pub fn plain() -> &'static Topology {
+    static PLAIN: OnceLock<Topology> = OnceLock::new();
+    PLAIN.get_or_init(|| Topology::Plain(plain_server()))
+}
+
+/// The Citus cluster, whatever the run's topology (for the tests of Citus itself).
+pub fn citus() -> &'static Topology {
+    static CITUS: OnceLock<Topology> = OnceLock::new();
+    CITUS.get_or_init(citus_cluster)
 }
 
 impl Topology {
@@ -57,6 +68,13 @@ impl Topology {
 
     /// Creates database `name`, empty; on Citus on every node, with the workers registered.
     pub async fn create_database(&self, name: &str) {
+        self.create_database_reaching_workers_at(name, self.workers())
+            .await
+    }
+
+    /// [`Topology::create_database`], with the workers registered at `addresses` (one database
+    /// URL per worker, such as a proxy's in front of it) rather than at their own.
+    pub async fn create_database_reaching_workers_at(&self, name: &str, addresses: &[String]) {
         for server in
             std::iter::once(self.coordinator()).chain(self.workers().iter().map(String::as_str))
         {
@@ -78,7 +96,7 @@ impl Topology {
         }
         if let Topology::Citus {
             coordinator,
-            workers,
+            workers: _,
         } = self
         {
             let db = reviews_api::db::connect(&with_dbname(coordinator, name))
@@ -88,7 +106,7 @@ impl Topology {
             db.execute("SELECT citus_set_coordinator_host($1, $2)", &[&host, &port])
                 .await
                 .expect("citus_set_coordinator_host");
-            for worker in workers {
+            for worker in addresses {
                 let (host, port) = host_port(worker);
                 db.execute("SELECT citus_add_node($1, $2)", &[&host, &port])
                     .await
@@ -123,7 +141,7 @@ fn host_port(url: &str) -> (String, i32) {
     )
 }
 
-fn plain() -> String {
+fn plain_server() -> String {
     if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
         return url;
     }
@@ -140,7 +158,7 @@ fn plain() -> String {
     url
 }
 
-fn citus() -> Topology {
+fn citus_cluster() -> Topology {
     if let Ok(urls) = std::env::var("TEST_CITUS_URLS") {
         let mut urls = urls.split(',').map(str::to_string);
         let coordinator = urls.next().expect("TEST_CITUS_URLS: the coordinator first");
