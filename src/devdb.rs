@@ -100,7 +100,8 @@ pub struct StartOptions {
     /// The port to listen on (default: its port of the last start if free, else a free one)
     #[arg(long)]
     pub port: Option<u16>,
-    /// A server setting NAME=VALUE (repeatable), kept in DIR/data/devdb.conf with the port
+    /// A server setting NAME=VALUE (repeatable), kept in DIR/data/devdb.conf with the port; a
+    /// start without any keeps those of the last start
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
     /// On first start, make the cluster a streaming replica of the server at this URL
@@ -301,6 +302,18 @@ impl DevCluster {
             String::new()
         };
         let previous = self.configured_port().filter(|p| !port_answers(*p));
+        // A start without --set keeps the settings of the last start.
+        let previous_settings: String = std::fs::read_to_string(self.data().join(CONF))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && !["port", "listen_addresses", "unix_socket_directories"]
+                        .iter()
+                        .any(|own| l.starts_with(&format!("{own} =")))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let port = match options.port.or(previous) {
@@ -311,6 +324,9 @@ impl DevCluster {
                 "# Written by `reviews-api devdb start` at every start.\nport = {port}\n\
                  listen_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n"
             );
+            if options.settings.is_empty() {
+                conf.push_str(&previous_settings);
+            }
             for (name, value) in &options.settings {
                 conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
             }

@@ -269,15 +269,221 @@ async fn reads_survive_the_replica_stopping() {
     .await;
     assert!(served, "the replica served no read");
     let d = deployment.clone();
-    tokio::task::spawn_blocking(move || d.pg_stop("replica-1", "immediate"))
+    tokio::task::spawn_blocking(move || d.pg_stop("replica-1", true))
         .await
         .unwrap();
+    // `status` shows it down at once (not the PID it had, which may linger unreaped).
+    let status = String::from_utf8(deployment.run(&["status"]).stdout).unwrap();
+    assert!(
+        status_of(&status, "replica-1").contains(" no "),
+        "status after the replica stopped:\n{status}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     for (base, run) in runs {
         let tally = run.await.unwrap();
         assert_no_failures(&format!("reads of {base} with the replica stopped"), &tally);
     }
+}
+
+/// The line of part `name` in `deploy/local status`'s output.
+fn status_of<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in status:\n{status}"))
+}
+
+/// `down` returns once everything it started has exited (status shows every part down at once),
+/// and `up` again with the same options starts again from what the folder holds: the same data,
+/// a write made before `down` included, on the same ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_after_down_starts_again_from_what_is_there() {
+    let args = [
+        "--instances",
+        "1",
+        "--replicas",
+        "1",
+        "--products",
+        PRODUCTS,
+    ];
+    let deployment = Deployment::up(&args);
+    let http = client();
+    let voted = http
+        .put(format!("{}/reviews/3/helpful", deployment.url))
+        .send()
+        .await
+        .expect("PUT helpful");
+    assert_eq!(voted.status().as_u16(), 204);
+    let (before, _) = view(
+        &http,
+        &deployment.url,
+        product_of_review(&deployment, 3).await,
+    )
+    .await;
+    let ports: Vec<u16> = deployment.parts().iter().map(|p| p.port).collect();
+
+    deployment.run(&["down"]);
+    let status = String::from_utf8(deployment.run(&["status"]).stdout).unwrap();
+    for part in deployment.parts() {
+        assert!(
+            status_of(&status, &part.name).contains(" no "),
+            "{} alive right after down:\n{status}",
+            part.name
+        );
+    }
+
+    let mut again = vec!["up"];
+    again.extend(args);
+    let out = deployment.run(&again);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), deployment.url);
+    let (after, _) = view(
+        &http,
+        &deployment.url,
+        product_of_review(&deployment, 3).await,
+    )
+    .await;
+    assert_eq!(after, before, "the data as it was, the vote included");
+    let ports_again: Vec<u16> = deployment.parts().iter().map(|p| p.port).collect();
+    assert_eq!(ports_again, ports);
+    let status = String::from_utf8(deployment.run(&["status"]).stdout).unwrap();
+    assert_eq!(status.matches(" yes ").count(), ports.len(), "{status}");
+}
+
+async fn product_of_review(deployment: &Deployment, review: i32) -> i32 {
+    let client = reviews_api::db::connect(&deployment.primary_url())
+        .await
+        .expect("connect");
+    client
+        .query_one("SELECT product_id FROM reviews WHERE id = $1", &[&review])
+        .await
+        .expect("the review")
+        .get(0)
+}
+
+/// `deploy/local up --shards 2`: a Citus coordinator and two workers behind the instances and
+/// NGINX serve the same bytes as plain PostgreSQL for the same data; a review posted through
+/// NGINX shows in every instance's reads within a second; a stopped worker turns only its own
+/// products into 503s, and they answer again by themselves once it is back; verify is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citus_behind_nginx_answers_like_plain_postgresql() {
+    let citus = Deployment::up(&["--shards", "2", "--instances", "2", "--products", PRODUCTS]);
+    let plain = Deployment::up(&[
+        "--instances",
+        "1",
+        "--replicas",
+        "0",
+        "--products",
+        PRODUCTS,
+    ]);
+    let http = client();
+    let status = String::from_utf8(citus.run(&["status"]).stdout).unwrap();
+    for node in ["coordinator", "worker-1", "worker-2"] {
+        assert!(status_of(&status, node).contains(" yes "), "{status}");
+    }
+    assert!(
+        status_of(&status, "worker-1").contains("shards "),
+        "{status}"
+    );
+
+    for product in 1..=25 {
+        for path in [
+            format!("/reviews/meta?product_id={product}"),
+            format!("/reviews?product_id={product}&sort=newest&count=50"),
+            format!("/reviews?product_id={product}&sort=helpful&page=2&count=3"),
+            format!("/reviews/{product}/list"),
+        ] {
+            let a = get(&http, &format!("{}{path}", plain.url)).await;
+            let b = get(&http, &format!("{}{path}", citus.url)).await;
+            assert_eq!(b, a, "{path}");
+        }
+    }
+
+    // A review posted through NGINX, read back from every instance and through NGINX.
+    let product = 11;
+    let target = target(&http, &citus.url, product).await;
+    let posted = http
+        .post(format!("{}/reviews", citus.url))
+        .json(&review_body(&target, 5, "on citus"))
+        .send()
+        .await
+        .expect("POST");
+    let since = Instant::now();
+    assert_eq!(posted.status().as_u16(), 201);
+    let id = posted.json::<Value>().await.unwrap()["review_id"]
+        .as_i64()
+        .unwrap();
+    let mut bases = citus.instance_urls();
+    bases.push(citus.url.clone());
+    everywhere(
+        &http,
+        &bases,
+        product,
+        since,
+        "a review on Citus",
+        |list, _| review_in(list, id).is_some(),
+    )
+    .await;
+
+    // Worker 1 stops: its products answer 503, worker 2's 200; then it is back.
+    let coordinator = reviews_api::db::connect(&citus.primary_url())
+        .await
+        .unwrap();
+    let held = |node: &'static str| {
+        let (coordinator, citus) = (&coordinator, &citus);
+        async move {
+            let port = i32::from(citus.part(node).port);
+            coordinator
+                .query(
+                    "SELECT m.product_id FROM product_meta m
+                      JOIN pg_dist_placement p
+                        ON p.shardid = get_shard_id_for_distribution_column('product_meta', m.product_id)
+                      JOIN pg_dist_node n ON n.groupid = p.groupid
+                     WHERE n.nodeport = $1 AND m.product_id <= 100 ORDER BY 1 LIMIT 5",
+                    &[&port],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect::<Vec<i32>>()
+        }
+    };
+    let (down, up) = (held("worker-1").await, held("worker-2").await);
+    assert!(!down.is_empty() && !up.is_empty());
+    citus.pg_stop("worker-1", true);
+    // Pages never asked for before: no instance has them in its cache.
+    let fresh = |product: i32, page: u32| {
+        format!(
+            "{}/reviews?product_id={product}&count=9&page={page}",
+            citus.url
+        )
+    };
+    for product in &down {
+        let (status, _) = get(&http, &fresh(*product, 2)).await;
+        assert_eq!(status, 503, "product {product} of the stopped worker");
+    }
+    for product in &up {
+        let (status, body) = get(&http, &fresh(*product, 2)).await;
+        assert_eq!(status, 200, "product {product} of the other worker: {body}");
+    }
+    citus.pg_start("worker-1");
+    let mut page = 2;
+    let back =
+        crate::helpers::reply::poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            page += 1;
+            let (http, down, fresh) = (&http, &down, &fresh);
+            async move {
+                let mut all = true;
+                for product in down {
+                    all &= get(http, &fresh(*product, page)).await.0 == 200;
+                }
+                all
+            }
+        })
+        .await;
+    assert!(back, "the stopped worker's products did not answer again");
+    citus.verify();
 }
 
 /// A closed-loop load of reads and writes through NGINX during a rolling restart of every

@@ -170,12 +170,14 @@ impl Deployment {
             .collect()
     }
 
-    /// The primary's `reviews` database.
+    /// The `reviews` database the instances write to: the primary, or the Citus coordinator.
     pub fn primary_url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/reviews",
-            self.part("primary").port
-        )
+        let main = self
+            .parts()
+            .into_iter()
+            .find(|p| p.kind == "primary" || p.kind == "coordinator")
+            .expect("a primary or a coordinator in DIR/state");
+        format!("postgres://postgres@127.0.0.1:{}/reviews", main.port)
     }
 
     /// Index scans of the reviews tables that PostgreSQL part `name` ran itself (its own
@@ -198,32 +200,20 @@ impl Deployment {
         row.get(0)
     }
 
-    /// `pg_ctl stop -m MODE` of a PostgreSQL part, as its owner (postgres, when we are root).
-    pub fn pg_stop(&self, name: &str, mode: &str) {
-        let part = self.part(name);
-        let pg_ctl = reviews_api::devdb::find_pg_bin_dir()
-            .expect("PostgreSQL binaries")
-            .join("pg_ctl");
-        let data = part.folder.join("data");
-        // SAFETY: geteuid takes nothing and cannot fail.
-        let mut command = if unsafe { libc::geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
-            c
-        } else {
-            Command::new(pg_ctl)
-        };
-        let out = command
-            .args(["stop", "-m", mode, "-w", "-D"])
-            .arg(&data)
-            .current_dir("/")
-            .output()
-            .expect("run pg_ctl stop");
-        assert!(
-            out.status.success(),
-            "pg_ctl stop {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// Stops PostgreSQL part `name` (`reviews-api devdb stop`, as deploy/local does), `immediate`
+    /// as a crash; returns once its server has exited.
+    pub fn pg_stop(&self, name: &str, immediate: bool) {
+        let mode = if immediate { "immediate" } else { "fast" };
+        let stopped = reviews_api::devdb::DevCluster::stop_dir(&self.part(name).folder, mode)
+            .unwrap_or_else(|e| panic!("stop {name}: {e:#}"));
+        assert!(stopped, "{name} was not running");
+    }
+
+    /// Starts PostgreSQL part `name` again from its folder, on its port, with its settings.
+    pub fn pg_start(&self, name: &str) {
+        reviews_api::devdb::DevCluster::start(&self.part(name).folder)
+            .unwrap_or_else(|e| panic!("start {name}: {e:#}"))
+            .detach();
     }
 
     /// `reviews-api verify` against the primary: the precomputed meta equals a recomputation.
