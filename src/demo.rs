@@ -161,7 +161,8 @@ pub async fn load_if_empty(
     let generate_args = generate::GenerateArgs {
         products,
         seed: DEMO_SEED,
-        out: data_dir.to_path_buf(),
+        out: Some(data_dir.to_path_buf()),
+        list_files: false,
     };
     // generate writes files synchronously: off the runtime thread, so Ctrl-C is still heard.
     tokio::task::spawn_blocking(move || generate::run(&generate_args))

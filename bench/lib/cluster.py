@@ -4,26 +4,21 @@ free port, trust authentication on 127.0.0.1 and a Unix socket in bench/pg/sock,
 sized from the machine's memory the way a DBA would set them for a read-heavy service whose data
 fits in memory (SETTINGS below: every value with its reason, which the report prints).
 
-The cluster is kept between runs (its datasets with it): a run starts it when it is stopped,
-applies the settings with ALTER SYSTEM (postgresql.auto.conf) and a reload, restarts it when a
-setting that only takes effect at start differs from the running one, and stops it at the end
-unless --keep-pg. Like src/devdb.rs: as root, every PostgreSQL program runs as the `postgres`
-user (runuser -u postgres --), which then owns the folder."""
+The cluster is `reviews-api devdb` in bench/pg/ (src/devdb.rs: initdb the first time, pg_ctl, as
+the `postgres` user when we are root), kept between runs with its datasets: a run starts it when
+it is stopped, applies the settings with ALTER SYSTEM (postgresql.auto.conf) and a reload,
+restarts it when a setting that only takes effect at start differs from the running one, and
+stops it at the end unless --keep-pg."""
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
 import shutil
-import socket
 from pathlib import Path
 
 from common import BENCH, die, log, run
 
-PG_USER = "postgres"
 CLUSTER_DIR = BENCH / "pg"
-START_ATTEMPTS = 3  # a free port can be taken between our probe and PostgreSQL's bind
 GiB = 1024 ** 3
 MiB = 1024 ** 2
 
@@ -97,25 +92,15 @@ def pg_bin_dir() -> Path | None:
     return next((d for d in dirs if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivateCluster:
-    def __init__(self, max_connections: int, directory: Path = CLUSTER_DIR):
+    def __init__(self, binary: Path, max_connections: int, directory: Path = CLUSTER_DIR):
+        self.binary = str(binary)
         self.bin = pg_bin_dir()
         if not self.bin:
             die("no PostgreSQL server programs (initdb, pg_ctl) under /usr/lib/postgresql/*/bin or on the "
                 "PATH: apt-get install postgresql, or give a server with --pg-url / BENCH_PG_URL")
         self.dir = directory.resolve()
-        self.data = self.dir / "data"
-        self.sock = self.dir / "sock"
         self.logfile = self.dir / "log"
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres and not shutil.which("runuser"):
-            die("running as root, but runuser is missing to run PostgreSQL as the postgres user")
         configure = run([self.bin / "pg_config", "--configure"], check=False).stdout \
             if (self.bin / "pg_config").exists() else ""
         self.settings = settings_for(mem_total_bytes(), max_connections,
@@ -124,67 +109,30 @@ class PrivateCluster:
         self.url = ""
         self.version = ""
 
-    # -- running PostgreSQL's programs as the cluster's owner
+    # -- the cluster's life, through `reviews-api devdb`
 
-    def cmd(self, program: str | Path, *args) -> list[str]:
-        full = [str(program)] + [str(a) for a in args]
-        return (["runuser", "-u", PG_USER, "--"] + full) if self.as_postgres else full
-
-    def pg_ctl(self, action: str, *args, check=True):
-        # cwd: the programs resolve their own paths and fail in a folder closed to postgres.
-        return run(self.cmd(self.bin / "pg_ctl", action, "-D", self.data, *args), cwd=self.dir, check=check)
-
-    def take_ownership(self) -> None:
-        if not self.as_postgres:
-            return
-        import pwd
-        pw = pwd.getpwnam(PG_USER)
-        if self.dir.stat().st_uid != pw.pw_uid:
-            for root, dirs, files in os.walk(self.dir):
-                os.lchown(root, pw.pw_uid, pw.pw_gid)
-                for f in dirs + files:
-                    os.lchown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
-        if run(self.cmd("test", "-w", self.dir), cwd="/", check=False).returncode != 0:
-            die(f"the {PG_USER} user cannot write to {self.dir}: a folder above it is closed to other users; "
-                "run from a checkout it can reach, or give a server with --pg-url")
-
-    # -- the cluster's life
+    def devdb(self, action: str, *args, check=True):
+        return run([self.binary, "devdb", action, "--dir", self.dir, *args], check=check)
 
     def running_port(self) -> int | None:
-        if self.pg_ctl("status", check=False).returncode != 0:
-            return None
-        lines = (self.data / "postmaster.pid").read_text().splitlines()
-        return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+        r = self.devdb("status", check=False)
+        m = re.search(r"^running (\d+) ", r.stdout, re.M)
+        return int(m.group(1)) if r.returncode == 0 and m else None
 
     def start_server(self, port: int | None = None) -> int:
-        last = ""
-        for _ in range(START_ATTEMPTS):
-            p = port or free_port()
-            opts = f"-p {p} -c listen_addresses=127.0.0.1 -k {shlex.quote(str(self.sock))}"
-            r = self.pg_ctl("start", "-l", self.logfile, "-w", "-t", "120", "-o", opts, check=False)
-            if r.returncode == 0:
-                log(f"started the private PostgreSQL on 127.0.0.1:{p} ({self.dir})")
-                return p
-            last = r.stdout
-            port = None  # taken meanwhile: another free one
-        tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
-        die(f"could not start PostgreSQL in {self.dir}:\n{last}\n{tail}")
+        r = self.devdb("start", *(["--port", port] if port else []), check=False)
+        m = re.search(r"^postgres://postgres@127\.0\.0\.1:(\d+)$", r.stdout, re.M)
+        if r.returncode != 0 or not m:
+            tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
+            die(f"could not start PostgreSQL in {self.dir}:\n{r.stdout}\n{tail}")
+        port = int(m.group(1))
+        log(f"the private PostgreSQL runs on 127.0.0.1:{port} ({self.dir})")
+        return port
 
     def start(self) -> str:
         """Initialises (first time), starts (or reuses) and configures the cluster; returns its URL
         without database, as --pg-url takes it."""
-        self.sock.mkdir(parents=True, exist_ok=True)
-        self.take_ownership()
-        if not (self.data / "PG_VERSION").exists():
-            log(f"initialising a private PostgreSQL cluster in {self.data} ({self.bin})")
-            # --locale=C: the service never sorts text, and C exists everywhere.
-            run(self.cmd(self.bin / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                         "--locale=C", "--no-instructions"), cwd=self.dir)
-        self.port = self.running_port()
-        if self.port:
-            log(f"reusing the private PostgreSQL already running on port {self.port}")
-        else:
-            self.port = self.start_server()
+        self.port = self.start_server()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}"
         self.apply_settings()
         return self.url
@@ -204,7 +152,7 @@ class PrivateCluster:
         pending = self.psql("SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart")
         if pending:
             log(f"restarting the private PostgreSQL: {pending} changed and only take effect at start")
-            self.pg_ctl("stop", "-m", "fast", "-w")
+            self.devdb("stop")
             self.port = self.start_server(self.port)
             self.url = f"postgres://postgres@127.0.0.1:{self.port}"
         errors = self.psql("SELECT string_agg(name || ': ' || coalesce(error, '?'), '; ') FROM pg_file_settings "
@@ -221,8 +169,8 @@ class PrivateCluster:
 
     def stop(self) -> None:
         if self.port and self.running_port():
-            self.pg_ctl("stop", "-m", "fast", "-w")
-            log(f"stopped the private PostgreSQL (port {self.port}); its data stays in {self.data}")
+            self.devdb("stop")
+            log(f"stopped the private PostgreSQL (port {self.port}); its data stays in {self.dir / 'data'}")
 
     def describe(self) -> dict:
         return {"dir": str(self.dir), "bin": str(self.bin), "port": self.port, "version": self.version,

@@ -15,27 +15,18 @@ from pathlib import Path
 
 from common import BENCH, ROOT, die, log, run
 
-# The dataset's file names. The Rust library describes the dataset once (src/etl/dataset.rs,
-# `CsvFile::name`), and `reviews-api generate` writes exactly those files; the runner reads the
-# names from that source rather than keeping a copy that could drift from it. The binary has no
-# command that prints them, so this is a strict parse of the `fn name` match, which fails loudly
-# (instead of guessing) when the source no longer has that shape or does not name four files.
-DATASET_RS = ROOT / "src" / "etl" / "dataset.rs"
+# The dataset's file names, as the binary that generates and loads them says (`reviews-api generate
+# --list-files`: src/etl/dataset.rs names them once), so no copy here can drift from them.
 CSV_FILE_COUNT = 4
 
 
 @functools.cache
-def csv_files() -> tuple[str, ...]:
-    """The file names of `CsvFile::name`, in its order."""
-    text = DATASET_RS.read_text()
-    m = re.search(r"pub fn name\(self\) -> &'static str \{\s*match self \{(.*?)\n\s*\}\s*\}", text, re.S)
-    lines = [line for line in m.group(1).splitlines() if line.strip()] if m else []
-    arms = [a.group(1) for a in (re.fullmatch(r'\s*CsvFile::\w+ => "([\w.-]+\.csv)",\s*', line) for line in lines) if a]
-    if len(arms) != CSV_FILE_COUNT or len(lines) != CSV_FILE_COUNT:
-        die(f"{DATASET_RS.relative_to(ROOT)}: expected `fn name` to be a match of {CSV_FILE_COUNT} arms "
-            f"`CsvFile::X => \"file.csv\",` and nothing else; found {len(lines)} lines, {len(arms)} "
-            "such arms. Update csv_files in bench/lib/dataset.py to the new shape")
-    return tuple(arms)
+def csv_files(binary: str) -> tuple[str, ...]:
+    """The file names of a dataset, in the order the binary lists them."""
+    names = tuple(run([binary, "generate", "--list-files"]).stdout.split())
+    if len(names) != CSV_FILE_COUNT or not all(n.endswith(".csv") for n in names):
+        die(f"{binary} generate --list-files named {names}, not {CSV_FILE_COUNT} CSV files")
+    return names
 
 
 class Pg:
@@ -271,7 +262,7 @@ def ensure_dataset(pg: Pg, binary: Path, ds: Dataset, workdir: Path) -> None:
         if dataset_intact(pg, ds):
             log(f"database {ds.db} already holds the {ds.products:,}-product dataset (seed {ds.seed})")
             return
-    if not all((ds.data_dir / f).exists() for f in csv_files()):
+    if not all((ds.data_dir / f).exists() for f in csv_files(str(binary))):
         log(f"generating {ds.products:,} products into {ds.data_dir.relative_to(ROOT)}")
         run([binary, "generate", "--products", ds.products, "--seed", ds.seed, "--out", ds.data_dir])
     log(f"loading {ds.data_dir.relative_to(ROOT)} into database {ds.db} (reviews-api load)")
@@ -302,7 +293,7 @@ def ensure_dataset(pg: Pg, binary: Path, ds: Dataset, workdir: Path) -> None:
     # Generating takes seconds even at full size; kept, the files would only crowd the page
     # cache that the database's own files need (the load's output, with its reject counts, is
     # kept in bench.dataset).
-    for f in csv_files():
+    for f in csv_files(str(binary)):
         (ds.data_dir / f).unlink(missing_ok=True)
 
 

@@ -201,6 +201,9 @@ def parse_args(argv, description: str):
                         " under wrk")
     p.add_argument("--replicas", type=int, default=1, metavar="R",
                    help="with --instances: replicas of the second deployment (default 1; 0: none)")
+    p.add_argument("--shards", type=int, default=0, metavar="S",
+                   help="with --instances: also a Citus deployment (a coordinator and S workers, "
+                        "deploy/local up --shards S), measured as the plain one is, in the same run")
     p.add_argument("--no-drills", action="store_true", help="with --instances: skip the drills")
     p.add_argument("--out", type=Path, help="results directory (default bench/results; smoke bench/results/smoke)")
     a = p.parse_args(argv)
@@ -224,8 +227,10 @@ def parse_args(argv, description: str):
         a.pg_url = STOCK_PG_URL
     if a.instances and a.smoke:
         p.error("--smoke measures one instance; run --instances without it")
-    if a.instances < 0 or a.replicas < 0:
-        p.error("--instances and --replicas take a count")
+    if a.instances < 0 or a.replicas < 0 or a.shards < 0:
+        p.error("--instances, --replicas and --shards take a count")
+    if a.shards and not a.instances:
+        p.error("--shards goes with --instances N (the topology mode)")
     names = [s["name"] for s in SCENARIOS]
     a.selected = set(a.scenarios.split(",")) if a.scenarios else set(names)
     unknown = a.selected - set(names)
@@ -244,9 +249,9 @@ def main(argv, description: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reviews-bench-"))
     command = "bench/run " + " ".join(shlex.quote(x) for x in argv)
     log(f"{command}; log in {out.with_suffix('.log')}, scratch in {workdir}")
-    csv_files()  # the dataset's file names, from src/etl/dataset.rs: fail now, not after the build
     tools = ensure_tools(a.smoke)
     binary = release_binary() if a.no_build else build()
+    csv_files(str(binary))  # the dataset's file names, from the binary: fail now, not mid-run
     # SIGTERM ends the run like Ctrl-C: the finally blocks stop the server, the private cluster
     # and release the locks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -257,7 +262,7 @@ def main(argv, description: str) -> int:
         if a.private:
             # The server's pool and read lanes, pgbench's clients, psql: with room to spare.
             pool = a.pool_size or 16
-            cluster = PrivateCluster(max(100, 2 * (pool + a.pgbench_clients) + 20))
+            cluster = PrivateCluster(binary, max(100, 2 * (pool + a.pgbench_clients) + 20))
             a.pg_url = cluster.start()
         return measure_all(a, command, stamp, out, workdir, tools, binary, cluster)
     finally:

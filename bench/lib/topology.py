@@ -8,7 +8,10 @@ Two deployments are brought up one after the other with `deploy/local up --data`
 dataset, generated again when the load deleted them): A without replicas, B with R. On A: each
 scenario against one `reviews-api serve` started by the runner itself on A's primary (the suite's
 usual server settings), then the same scenario through NGINX. On B: each scenario through NGINX,
-then the drills. Caching is switched between the uncached and the cached scenarios by a rolling
+then the drills. With --shards S, a third, C: a Citus coordinator and S workers instead of the
+primary (`deploy/local up --shards S`), measured as A is (one instance direct on the coordinator,
+then N through NGINX), in the same run as A, so that what the coordinator's extra hop costs per
+read is the difference of the two. Caching is switched between the uncached and the cached scenarios by a rolling
 restart of the instances (`deploy/local restart`, with REVIEWS__CACHE__ENABLED in its
 environment, which the instances inherit)."""
 
@@ -41,9 +44,9 @@ class Deployment:
     """One `deploy/local up` in the run's scratch directory, and what it started."""
 
     def __init__(self, name: str, binary: Path, csv_dir: Path, instances: int, replicas: int,
-                 workdir: Path):
+                 workdir: Path, shards: int = 0):
         self.name, self.binary, self.csv_dir = name, binary, csv_dir
-        self.instances, self.replicas = instances, replicas
+        self.instances, self.replicas, self.shards = instances, replicas, shards
         self.dir = workdir / f"deploy-{name}"
         # PostgreSQL runs as the postgres user when we are root: the scratch folder (mkdtemp,
         # 0700) must let it reach DIR/primary.
@@ -60,8 +63,10 @@ class Deployment:
         return run([DEPLOY, *args, "--dir", self.dir], env=self.env(), check=check)
 
     def up(self) -> None:
-        log(f"deploy/local up: {self.instances} instances, {self.replicas} replicas, NGINX ({self.name})")
+        log(f"deploy/local up: {self.instances} instances, {self.replicas} replicas, "
+            f"{self.shards} Citus workers, NGINX ({self.name})")
         p = self.cmd("up", "--instances", self.instances, "--replicas", self.replicas,
+                     *(["--shards", self.shards] if self.shards else []),
                      "--data", self.csv_dir, "--bin", self.binary)
         self.url = p.stdout.strip().splitlines()[-1]
         if not self.url.startswith("http://"):
@@ -89,7 +94,9 @@ class Deployment:
         return next(r for r in self.state() if r["name"] == name)
 
     def primary_url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.part('primary')['port']}/reviews"
+        """The database the instances write to: the primary, or the Citus coordinator."""
+        main = next(r for r in self.state() if r["kind"] in ("primary", "coordinator"))
+        return f"postgres://postgres@127.0.0.1:{main['port']}/reviews"
 
     def cpu_parts(self, direct_pid: int | None = None) -> dict:
         """CpuSampler's groups: NGINX (master and workers), the instances ("server"; "idle
@@ -107,6 +114,10 @@ class Deployment:
                 pids[r["pid"]] = parents[r["pid"]] = "pg primary"
             elif r["kind"] == "replica":
                 pids[r["pid"]] = parents[r["pid"]] = "pg replicas"
+            elif r["kind"] == "coordinator":
+                pids[r["pid"]] = parents[r["pid"]] = "pg coordinator"
+            elif r["kind"] == "worker":
+                pids[r["pid"]] = parents[r["pid"]] = "pg workers"
         if direct_pid:
             pids[direct_pid] = "server"
         return {"pids": pids, "parents": parents}
@@ -291,11 +302,11 @@ def bench_topology(runner: Runner, binary: Path, ds: Dataset, selected: set[str]
     cached = [n for n in names if scenario_def(n)["cache"]]
     csv_dir = ds.data_dir
     generated = False
-    if not all((csv_dir / f).exists() for f in csv_files()):
+    if not all((csv_dir / f).exists() for f in csv_files(str(binary))):
         log(f"generating the {ds.products:,}-product CSVs again for deploy/local up --data")
         run([binary, "generate", "--products", ds.products, "--seed", ds.seed, "--out", csv_dir])
         generated = True
-    result = {"products": ds.products, "instances": a.instances, "replicas": a.replicas,
+    result = {"products": ds.products, "instances": a.instances, "replicas": a.replicas, "shards": a.shards,
               "scenarios": names, "configurations": {}, "drills": {}}
     deps = []
     try:
@@ -318,6 +329,31 @@ def bench_topology(runner: Runner, binary: Path, ds: Dataset, selected: set[str]
         result["configurations"]["nginx"] = front
         dep.down()
         deps.remove(dep)
+        # C: the same on Citus, a coordinator and S workers.
+        if a.shards:
+            dep = Deployment("c", binary, csv_dir, a.instances, 0, runner.workdir, shards=a.shards)
+            deps.append(dep)
+            dep.up()
+            direct, front = {}, {}
+            for cache, group in ((False, uncached), (True, cached)):
+                if not group:
+                    continue
+                dep.set_cache(cache)
+                server = direct_server(runner, binary, dep, cache)
+                try:
+                    direct.update(measure_set(runner, ds, server, group,
+                                              f"1 instance direct, Citus 1 + {a.shards}"))
+                finally:
+                    server.stop()
+                front.update(measure_set(runner, ds, Front(dep), group,
+                                         f"{a.instances} instances via NGINX, Citus 1 + {a.shards}"))
+            result["configurations"]["citus direct"] = direct
+            result["configurations"]["citus nginx"] = front
+            result["citus_verify"] = dep.verify()
+            if not result["citus_verify"]["ok"]:
+                runner.errors.append(f"verify on Citus after the scenarios: {result['citus_verify']['output']}")
+            dep.down()
+            deps.remove(dep)
         # B: R replicas, through NGINX; then the drills.
         if a.replicas:
             dep = Deployment("b", binary, csv_dir, a.instances, a.replicas, runner.workdir)
@@ -345,7 +381,7 @@ def bench_topology(runner: Runner, binary: Path, ds: Dataset, selected: set[str]
         for d in deps:
             d.down()
         if generated:
-            for f in csv_files():
+            for f in csv_files(str(binary)):
                 (csv_dir / f).unlink(missing_ok=True)
     return result
 
@@ -355,7 +391,8 @@ def bench_topology(runner: Runner, binary: Path, ds: Dataset, selected: set[str]
 
 
 CPU_PARTS = [("nginx", "NGINX"), ("server", "instances"), ("pg primary", "PG primary"),
-             ("pg replicas", "PG replicas"), ("loadgen", "wrk")]
+             ("pg replicas", "PG replicas"), ("pg coordinator", "Citus coordinator"),
+             ("pg workers", "Citus workers"), ("loadgen", "wrk")]
 
 
 def comparison_table(t: dict) -> list[str]:
@@ -373,7 +410,8 @@ def comparison_table(t: dict) -> list[str]:
             cells = []
             for g, _ in CPU_PARTS:
                 v = per.get(g)
-                cells.append("–" if v is None or (g in ("nginx", "pg replicas") and not v) else f"{v:,.0f}")
+                cells.append("–" if v is None or (g in ("nginx", "pg replicas", "pg coordinator", "pg workers")
+                                                  and not v) else f"{v:,.0f}")
             total = sum(per.get(g) or 0 for g, _ in CPU_PARTS if g != "loadgen")
             lines.append(f"| {name} | {r['configuration']} | {r['rps']:,.0f} | {ms(r['latency_us']['p50'])} | "
                          f"{ms(r['latency_us']['p99'])} | " + " | ".join(cells) +
@@ -419,12 +457,28 @@ def overhead_lines(t: dict) -> list[str]:
                       f"{(n['cpu_us_per_req'] or {}).get('pg primary') or 0:,.0f} → "
                       f"{(p['cpu_us_per_req'] or {}).get('pg primary') or 0:,.0f} µs/req")
             out.append(s)
+    # Citus against plain PostgreSQL, both one instance direct in the same run: the coordinator's
+    # hop (plan, route, forward, relay) is what the database side costs more per read.
+    cdirect = t["configurations"].get("citus direct") or {}
+    for name in t["scenarios"]:
+        d, c = direct.get(name), cdirect.get(name)
+        if d and c:
+            per_d, per_c = d.get("cpu_us_per_req") or {}, c.get("cpu_us_per_req") or {}
+            db_d = per_d.get("pg primary") or 0
+            db_c = (per_c.get("pg coordinator") or 0) + (per_c.get("pg workers") or 0)
+            out.append(f"- {name} on Citus 1 + {t.get('shards')}: {c['rps'] / d['rps']:.0%} of plain PostgreSQL's req/s "
+                       f"(one instance direct), p99 {ms(d['latency_us']['p99'])} → {ms(c['latency_us']['p99'])} ms; "
+                       f"database CPU per request {db_d:,.0f} → {db_c:,.0f} µs (coordinator "
+                       f"{per_c.get('pg coordinator') or 0:,.0f}, workers {per_c.get('pg workers') or 0:,.0f}), "
+                       f"service {per_d.get('server') or 0:,.0f} → {per_c.get('server') or 0:,.0f} µs; "
+                       f"the hop costs {db_c - db_d:+,.0f} µs of database CPU per read")
     return out
 
 
 def svg_topology(t: dict) -> str:
     confs = [(k, v) for k, v in t["configurations"].items() if v]
-    colours = {"direct": "#2b5d9b", "nginx": "#7fa3d1", "replicas": "#c9d7ea"}
+    colours = {"direct": "#2b5d9b", "nginx": "#7fa3d1", "replicas": "#c9d7ea",
+               "citus direct": "#9b5d2b", "citus nginx": "#d1a37f"}
     top = max((r["rps"] for _, c in confs for r in c.values()), default=1) or 1
     row_h, label_w, bar_w = 16, 110, 420
     parts, y = [], 10
@@ -473,7 +527,7 @@ def write_topology_report(report: dict, out: Path) -> None:
               "requests × 1e6 (NGINX: master and workers; instances: every `reviews-api serve` of the "
               "configuration; PG primary / replicas: every process of that cluster, WAL sender and receiver "
               "included). Total: every part but wrk.", ""]
-        L += ["What NGINX and the replica cost or bring here:", ""] + overhead_lines(t) + [""]
+        L += ["What NGINX, the replica and Citus cost or bring here:", ""] + overhead_lines(t) + [""]
         if t["drills"]:
             L += ["### Drills under wrk", "",
                   f"wrk -t{a['connections']} -c{a['connections']} (one connection per thread, so mixed.lua's "

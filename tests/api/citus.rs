@@ -21,7 +21,8 @@ fn generated(dir: &Path, products: u32) {
     generate::run(&GenerateArgs {
         products,
         seed: 7,
-        out: dir.to_path_buf(),
+        out: Some(dir.to_path_buf()),
+        list_files: false,
     })
     .expect("generate");
 }

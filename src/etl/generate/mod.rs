@@ -37,8 +37,12 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// Directory to write reviews.csv, reviews_photos.csv, characteristics.csv and
     /// characteristic_reviews.csv into (created if missing)
+    #[arg(long, required_unless_present = "list_files")]
+    pub out: Option<PathBuf>,
+    /// Print the names of the files a dataset is made of, one a line, and write nothing (for
+    /// scripts: bench/run asks the binary rather than keeping a copy of the names)
     #[arg(long)]
-    pub out: PathBuf,
+    pub list_files: bool,
 }
 
 // Independent streams, so that e.g. changing how text is drawn cannot move a product's shape.
@@ -79,10 +83,15 @@ const MAX_BODY_CHARS: usize = 1000;
 const MAX_NAME_CHARS: usize = 60;
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    let Some(out) = &args.out else {
+        for file in crate::etl::dataset::CsvFile::ALL {
+            println!("{}", file.name());
+        }
+        return Ok(());
+    };
     let started = Instant::now();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut files = Files::create(&args.out, args.seed)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut files = Files::create(out, args.seed)?;
     let result = generate(args, &mut files);
     let counts = match result.and_then(|()| files.finish()) {
         Ok(counts) => counts,
@@ -99,7 +108,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     println!(
         "generated {} products into {}: {} in {:.1}s",
         args.products,
-        args.out.display(),
+        out.display(),
         counts.join(", "),
         started.elapsed().as_secs_f64()
     );

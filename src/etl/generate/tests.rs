@@ -17,7 +17,8 @@ fn generate_into(tag: &str, products: u32, seed: u64) -> TempDir {
     run(&GenerateArgs {
         products,
         seed,
-        out: dir.path().to_path_buf(),
+        out: Some(dir.path().to_path_buf()),
+        list_files: false,
     })
     .expect("generate");
     dir
@@ -288,7 +289,8 @@ fn creates_missing_directories_and_handles_tiny_sizes() {
         run(&GenerateArgs {
             products,
             seed: 1,
-            out: out.clone(),
+            out: Some(out.clone()),
+            list_files: false,
         })
         .unwrap();
         let shape = check_structure(&out, products);
