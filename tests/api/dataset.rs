@@ -7,7 +7,6 @@
 use crate::helpers::csv::{quote, review_row};
 use reviews_api::etl::dataset::CsvFile;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -469,31 +468,17 @@ pub fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
-/// Epoch milliseconds as UTC ISO-8601 with milliseconds, computed from the civil calendar.
+/// docs/api.md's date format: UTC ISO-8601 with milliseconds and `Z`.
+pub const API_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
+/// Epoch milliseconds as docs/api.md prints a date.
 pub fn iso_date(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut out = String::new();
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
-    )
-    .unwrap();
-    out
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .expect("a date within time's range")
+        .format(API_DATE)
+        .expect("formats")
 }
 
 /// `sum / count` printed as PostgreSQL prints `avg(integer)::text`: numeric division keeps at

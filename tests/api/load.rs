@@ -11,31 +11,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokio_postgres::types::FromSqlOwned;
 
-#[allow(clippy::too_many_arguments)]
-fn review(
-    id: i32,
-    product_id: i32,
-    rating: i32,
-    summary: &str,
-    body: &str,
-    recommend: bool,
-    reported: bool,
-    response: Option<&str>,
-    helpfulness: i32,
-) -> Review {
+/// A good review of `product_id` rated `rating`: summary "s", body "b", recommended, visible,
+/// no response, no votes; the tests set what differs with struct update syntax.
+fn review(id: i32, product_id: i32, rating: i32) -> Review {
     Review {
         id,
         product_id,
         rating,
         date_ms: 1_596_080_481_467 + i64::from(id) * 86_400_123,
-        summary: summary.into(),
-        body: body.into(),
-        recommend,
-        reported,
+        summary: "s".into(),
+        body: "b".into(),
+        recommend: true,
+        reported: false,
         name: format!("reviewer {id}"),
         email: format!("r{id}@example.com"),
-        response: response.map(Into::into),
-        helpfulness,
+        response: None,
+        helpfulness: 0,
     }
 }
 
@@ -127,46 +118,60 @@ fn dirty_dataset() -> Dataset {
     let mut r = File::new(CsvFile::Reviews, false);
     let good = [
         // Out of id order; quotes, doubled quotes, commas, newlines, Unicode.
-        review(
-            2,
-            1,
-            4,
-            "Summary, with a comma",
-            "Body with \"doubled\" quotes,\nand a newline\r\nand CRLF",
-            true,
-            false,
-            None,
-            3,
-        ),
-        review(
-            1,
-            1,
-            5,
-            "Ünïcödé 😀 日本語",
-            "It's great, isn't it? \"Yes\".",
-            false,
-            false,
-            Some("null"),
-            8,
-        ),
-        review(
-            3,
-            1,
-            2,
-            "Reported one",
-            "Hidden",
-            true,
-            true,
-            Some("Thanks, \"friend\""),
-            0,
-        ),
-        review(4, 2, 3, "Other product", "b", true, false, None, 1),
-        review(11, 4, 1, "", "", false, false, Some(""), 0),
-        review(14, 2, 5, "s", "b", false, false, None, 2),
-        review(15, 1, 1, "s", "b", true, false, None, 2_000_000_000),
-        review(16, 2, 2, "reported too", "b", false, true, None, 0),
+        Review {
+            summary: "Summary, with a comma".into(),
+            body: "Body with \"doubled\" quotes,\nand a newline\r\nand CRLF".into(),
+            helpfulness: 3,
+            ..review(2, 1, 4)
+        },
+        Review {
+            summary: "Ünïcödé 😀 日本語".into(),
+            body: "It's great, isn't it? \"Yes\".".into(),
+            recommend: false,
+            response: Some("null".into()),
+            helpfulness: 8,
+            ..review(1, 1, 5)
+        },
+        Review {
+            summary: "Reported one".into(),
+            body: "Hidden".into(),
+            reported: true,
+            response: Some("Thanks, \"friend\"".into()),
+            ..review(3, 1, 2)
+        },
+        Review {
+            summary: "Other product".into(),
+            helpfulness: 1,
+            ..review(4, 2, 3)
+        },
+        Review {
+            summary: "".into(),
+            body: "".into(),
+            recommend: false,
+            response: Some("".into()),
+            ..review(11, 4, 1)
+        },
+        Review {
+            recommend: false,
+            helpfulness: 2,
+            ..review(14, 2, 5)
+        },
+        Review {
+            helpfulness: 2_000_000_000,
+            ..review(15, 1, 1)
+        },
+        Review {
+            summary: "reported too".into(),
+            recommend: false,
+            reported: true,
+            ..review(16, 2, 2)
+        },
         // A product whose only review is reported still has a (zero) meta row.
-        review(21, 5, 4, "only reported", "b", true, true, None, 0),
+        Review {
+            summary: "only reported".into(),
+            reported: true,
+            ..review(21, 5, 4)
+        },
     ];
     for g in &good[..4] {
         r.good(g.clone(), &review_row(g));
@@ -617,17 +622,14 @@ fn clean_dataset(n: i32, tag: &str) -> Dataset {
     let mut v = File::new(CsvFile::CharacteristicReviews, false);
     for id in 1..=n {
         let product = id % 3 + 1;
-        let g = review(
-            id,
-            product,
-            id % 5 + 1,
-            tag,
-            tag,
-            id % 2 == 0,
-            id % 7 == 0,
-            None,
-            id,
-        );
+        let g = Review {
+            summary: tag.into(),
+            body: tag.into(),
+            recommend: id % 2 == 0,
+            reported: id % 7 == 0,
+            helpfulness: id,
+            ..review(id, product, id % 5 + 1)
+        };
         r.good(g.clone(), &review_row(&g));
         v.good(
             (id, product, id, (id % 5 + 1) as i16),

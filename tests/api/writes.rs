@@ -22,39 +22,8 @@ async fn app_without_cache(db: &TestDb) -> TestApp {
 
 /// Epoch milliseconds of docs/api.md's date format `YYYY-MM-DDTHH:MM:SS.mmmZ`; None for anything else.
 fn parse_date_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let shape = b.len() == 24
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[19] == b'.'
-        && b[23] == b'Z';
-    if !shape {
-        return None;
-    }
-    let n = |from: usize, to: usize| -> Option<i64> {
-        let digits = &s[from..to];
-        if digits.bytes().all(|c| c.is_ascii_digit()) {
-            digits.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (n(0, 4)?, n(5, 7)?, n(8, 10)?);
-    let (h, mi, se, ms) = (n(11, 13)?, n(14, 16)?, n(17, 19)?, n(20, 23)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 {
-        return None;
-    }
-    // Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400_000 + h * 3_600_000 + mi * 60_000 + se * 1000 + ms)
+    let date = time::PrimitiveDateTime::parse(s, crate::dataset::API_DATE).ok()?;
+    i64::try_from(date.assume_utc().unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn now_ms() -> i64 {
@@ -64,32 +33,47 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// One review as GET /reviews lists it, keys in docs/api.md's order.
-#[allow(clippy::too_many_arguments)]
-fn review_doc(
+/// One review as GET /reviews lists it.
+struct ReviewDoc<'a> {
     id: i32,
     rating: i32,
-    summary: &str,
+    summary: &'a str,
     recommend: bool,
-    body: &str,
-    date: &str,
-    name: &str,
+    body: &'a str,
+    date: &'a str,
+    name: &'a str,
     helpfulness: i32,
-    photos: &[(i64, &str)],
-) -> String {
-    let s = |v: &str| serde_json::to_string(v).unwrap();
-    let photos: Vec<String> = photos
-        .iter()
-        .map(|(id, url)| format!("{{\"id\":{id},\"url\":{}}}", s(url)))
-        .collect();
-    format!(
-        "{{\"review_id\":{id},\"rating\":{rating},\"summary\":{},\"recommend\":{recommend},\"response\":null,\"body\":{},\"date\":{},\"reviewer_name\":{},\"helpfulness\":{helpfulness},\"photos\":[{}]}}",
-        s(summary),
-        s(body),
-        s(date),
-        s(name),
-        photos.join(",")
-    )
+    photos: &'a [(i64, &'a str)],
+}
+
+impl ReviewDoc<'_> {
+    /// Its JSON, keys in docs/api.md's order.
+    fn json(&self) -> String {
+        let ReviewDoc {
+            id,
+            rating,
+            summary,
+            recommend,
+            body,
+            date,
+            name,
+            helpfulness,
+            photos,
+        } = self;
+        let s = |v: &str| serde_json::to_string(v).unwrap();
+        let photos: Vec<String> = photos
+            .iter()
+            .map(|(id, url)| format!("{{\"id\":{id},\"url\":{}}}", s(url)))
+            .collect();
+        format!(
+            "{{\"review_id\":{id},\"rating\":{rating},\"summary\":{},\"recommend\":{recommend},\"response\":null,\"body\":{},\"date\":{},\"reviewer_name\":{},\"helpfulness\":{helpfulness},\"photos\":[{}]}}",
+            s(summary),
+            s(body),
+            s(date),
+            s(name),
+            photos.join(",")
+        )
+    }
 }
 
 #[tokio::test]
@@ -156,28 +140,30 @@ async fn a_post_in_either_form_is_listed_first_and_counted_in_meta() {
     );
     let expected_list = format!(
         "{{\"product\":\"10\",\"page\":0,\"count\":5,\"results\":[{},{}]}}",
-        review_doc(
-            id2,
-            2,
-            "",
-            false,
-            "Too short for me.",
-            &date2,
-            "bob",
-            0,
-            &[]
-        ),
-        review_doc(
-            id1,
-            4,
-            summary1,
-            true,
-            body1,
-            &date1,
-            "ann",
-            0,
-            &[(photo_ids[0], photos[0]), (photo_ids[1], photos[1])]
-        ),
+        ReviewDoc {
+            id: id2,
+            rating: 2,
+            summary: "",
+            recommend: false,
+            body: "Too short for me.",
+            date: &date2,
+            name: "bob",
+            helpfulness: 0,
+            photos: &[],
+        }
+        .json(),
+        ReviewDoc {
+            id: id1,
+            rating: 4,
+            summary: summary1,
+            recommend: true,
+            body: body1,
+            date: &date1,
+            name: "ann",
+            helpfulness: 0,
+            photos: &[(photo_ids[0], photos[0]), (photo_ids[1], photos[1])],
+        }
+        .json(),
     );
     assert_eq!(list.body, expected_list);
     assert_eq!(
