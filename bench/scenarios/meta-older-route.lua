@@ -1,4 +1,4 @@
--- The original load test's route: GET /reviews/R/meta, R uniform in [lo, hi] (1..100000).
+-- The older route form of GET /reviews/meta, which the original load test used: GET /reviews/R/meta, R uniform in [lo, hi] (1..100000).
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "common.lua")
 
