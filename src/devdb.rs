@@ -1,6 +1,7 @@
-//! The private PostgreSQL cluster that `demo` starts when no database answers, also usable by
-//! tests: the machine's own `initdb` and `pg_ctl`, a folder of our choosing, a free port, trust
-//! authentication on 127.0.0.1 only.
+//! A private PostgreSQL cluster in a folder: the machine's own `initdb` and `pg_ctl`, a free port
+//! (or a given one), trust authentication on 127.0.0.1. The one implementation of it: `demo`
+//! starts one when no database answers, the tests start theirs (and the Citus nodes), and
+//! `reviews-api devdb start|stop|status` gives it to bench/run and deploy/local.
 //!
 //! It is driven through `pg_ctl` rather than by owning a `postgres` child process: `pg_ctl start
 //! -w` returns once the server accepts connections, the server survives a Ctrl-C at the terminal

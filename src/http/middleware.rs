@@ -75,8 +75,8 @@ fn method_label(method: &Method) -> &'static str {
 
 /// docs/api.md: a trailing slash is accepted on every route (`/reviews/` = `/reviews`); runs of
 /// slashes are merged too, as actix's `NormalizePath` would. Done by hand because `NormalizePath`
-/// runs a regex over every path, which callgrind found to be a fifth of the instructions of a
-/// cached read; here a path that needs nothing (nearly all) costs one scan of its bytes.
+/// runs a regex over every path, a large share of a cached read's instructions under callgrind
+/// (bench/README.md); here a path that needs nothing (nearly all) costs one scan of its bytes.
 pub fn normalize_path(req: &mut ServiceRequest) {
     let path = req.path();
     if path.len() <= 1 || !(path.ends_with('/') || path.contains("//")) {

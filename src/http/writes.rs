@@ -1,6 +1,6 @@
 //! POST /reviews (and /reviews/:product_id), PUT helpful and PUT report (both route forms).
-//! Each is one statement from `sql/`, which also keeps the product's meta exact and announces the
-//! change (NOTIFY) in the same transaction.
+//! Each is one statement from `sql/` (on Citus, from `sql/citus/`: see `db::Topology`), which also
+//! keeps the product's meta exact and announces the change (NOTIFY) in the same transaction.
 
 use super::new_review::NewReview;
 use super::params::ReviewId;

@@ -11,12 +11,11 @@
 //!    characteristic's product, ids seen), so no bad row ever reaches PostgreSQL and no SQL pass
 //!    is needed to find one. Rejected rows go to the rejects file with their line and reason.
 //! 4. The derived data is computed in Rust too, while parsing: a review's `photos` JSON and every
-//!    product_meta counter. Measured at full size, doing it in SQL after the COPY cost three
-//!    minutes (an INSERT ... SELECT rewriting 5.8 million reviews, two aggregations over 19
-//!    million values), more than the plain COPY of all four files; here it costs seconds. What
-//!    PostgreSQL must still do is compute the generated documents (`doc`), about 4.6 µs per
-//!    review with the plpgsql review_doc of schema.sql, about 27 s of server CPU for the 5.77
-//!    million reviews of a full load (77.4 s in all, README): the reviews stream on one
+//!    product_meta counter: done in SQL after the COPY (an INSERT ... SELECT rewriting every
+//!    review, two aggregations over every value) it cost more than the plain COPY of all four
+//!    files; here it costs seconds (README, "Loading the real dataset", has the figures). What
+//!    PostgreSQL must still do is compute the generated documents (`doc`, the plpgsql
+//!    review_doc of schema.sql), the longest part of a load: the reviews stream on one
 //!    connection (COPY FREEZE) while everything else (the other three files, product_meta, their
 //!    indexes) goes on a second one, and when the second is done the reviews COPY commits and both
 //!    connections copy the rest of the reviews side by side (VACUUM then sets those pages
@@ -24,7 +23,7 @@
 //!    To embed its photos a review must be written after reviews_photos.csv is read, and photos
 //!    must be checked against the reviews: reviews.csv is read twice, first to check it, then to
 //!    send it. A photo's URL is not kept in memory but read back from its file by offset (the
-//!    page cache has it), which keeps the loader under 300 MB resident at full size.
+//!    page cache has it), which keeps the loader's memory small at full size (README).
 //! 5. Everything lands in the schema `reviews_load`, built from sql/schema.sql itself; the SQL
 //!    steps in sql/load/ build the keys and indexes (and sql/indexes.sql's triggers on reviews,
 //!    after its COPY, so the COPY fires none), then the stored first pages (first_pages.sql, one
@@ -36,6 +35,12 @@
 //! the parsing threads (points 2 and 4); `check` holds the rules and maps of point 3; `copy` is
 //! the binary COPY encoder; `rejects` writes the rejects file; `stage` runs the two connections'
 //! COPYs (point 4); `swap` builds keys and indexes and swaps the tables in (point 5).
+//!
+//! On Citus (`db::Topology::Citus`) the same steps run through the coordinator: the staging tables
+//! are distributed by product and co-located before the COPY (sql/citus/distribute.sql, run in
+//! the staging schema), keep their keys during it (sql/citus/load/prepare.sql), the photos and
+//! values carry their review's product id, and review_products is filled before the same
+//! one-transaction swap.
 
 mod check;
 mod copy;
