@@ -1,8 +1,7 @@
-# reviews-api: one binary on a slim Debian, run as a non-root user.
-# UNTESTED HERE: no Docker daemon or registry on the machines this was written on. It mirrors what
-# deploy/local runs (the same binary and config/, `reviews-api serve` with DATABASE_URL and
-# REVIEWS__DATABASE__REPLICA_URLS), which the tests in tests/api/scale.rs exercise; keep the two in
-# step. compose.yaml runs this image behind NGINX with a primary and a streaming replica.
+# reviews-api: one binary on a slim Debian, run as a non-root user. compose.yaml runs this image
+# behind NGINX with a primary and a streaming replica, as deploy/local does on the host; both are
+# built and run here by deploy/containers with Debian's podman (no Docker engine or registry on
+# these machines: it builds stand-ins of the base images first).
 #
 # Build: docker build -t reviews-api .
 # Run:   docker run -e DATABASE_URL=postgres://user@db:5432/reviews \
@@ -10,10 +9,12 @@
 #          -p 3000:3000 reviews-api
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them.
+# Dependencies first, so a source change does not rebuild them: fetched (a failed download fails
+# the build, with cargo's message), then built against an empty crate.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked 2>/dev/null || true
+    && cargo fetch --locked \
+    && cargo build --release --locked
 # The whole checkout: the build compiles in sql/, config/default.toml, openapi.yaml and
 # docs/swagger-ui/. .dockerignore keeps target/, datasets and local clusters out of the context.
 COPY . .

@@ -2,7 +2,6 @@
 # The replica of compose.yaml: the first time, a physical copy of the primary made with
 # pg_basebackup -R (which writes standby.signal and primary_conninfo), then PostgreSQL as a hot
 # standby applying WAL REPLICA_DELAY_MS late. As deploy/local's start_replica does.
-# UNTESTED HERE (no Docker on the machines this was written on); mirrors deploy/local.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then

@@ -109,7 +109,7 @@ async fn listen(
                     match payload.parse::<i32>() {
                         Ok(product_id) => coherence.heard(product_id, lsn),
                         // A load (sql/load/swap.sql): every product changed.
-                        Err(_) => coherence.everything_changed(),
+                        Err(_) => coherence.everything_changed(lsn),
                     }
                 }
             },

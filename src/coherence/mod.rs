@@ -124,26 +124,29 @@ impl Coherence {
         self.generations[stripe(product_id)].fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Every product changed (a load swapped the tables in): every body retires.
-    fn everything_changed(&self) {
+    /// Every product changed, at or before primary position `lsn` (a load swapped the tables in;
+    /// or, from the listener, writes it may not have heard): no replica serves anything until it
+    /// has replayed that far, and every body retires.
+    fn everything_changed(&self, lsn: u64) {
+        if let Some(watermark) = &self.watermark {
+            watermark.floor.fetch_max(lsn, Ordering::AcqRel);
+        }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.clear();
     }
 
     /// The listener hears every write from now on; those before primary position `lsn` (0
-    /// without replicas) it did not hear, so every body from before is retired.
+    /// without replicas) it did not hear, so they count as changing everything.
     fn listening_from(&self, lsn: u64) {
-        if let Some(watermark) = &self.watermark {
-            watermark.floor.fetch_max(lsn, Ordering::AcqRel);
-        }
-        self.everything_changed();
+        self.everything_changed(lsn);
         self.listening.store(true, Ordering::Release);
     }
 
-    /// The listener lost its connection: writes may go unheard until it is back.
+    /// The listener lost its connection: writes may go unheard until it is back (meanwhile
+    /// nothing is cached and every read goes to the primary: see `is_listening`).
     fn deaf(&self) {
         self.listening.store(false, Ordering::Release);
-        self.everything_changed();
+        self.everything_changed(0);
     }
 
     pub fn is_listening(&self) -> bool {
@@ -203,7 +206,9 @@ mod tests {
         c.heard(7, 250);
         c.heard(7, 200);
         assert_eq!(c.required_position(7), Some(250), "never goes back");
-        assert_eq!(c.required_position(8), Some(100));
+        c.everything_changed(180);
+        assert_eq!(c.required_position(9), Some(180), "a load: every product");
+        assert_eq!(c.required_position(7), Some(250));
         c.wrote(8, None);
         assert_eq!(c.required_position(8), Some(u64::MAX), "unknown: primary");
         c.deaf();
