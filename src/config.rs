@@ -16,6 +16,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub cache: CacheSettings,
     pub load: LoadSettings,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +29,8 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub reuse_port: bool,
     pub drain_secs: u64,
+    pub cors_origins: Vec<String>,
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +64,13 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub writes_per_second: u64,
+    pub write_burst: u32,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct LoadSettings {
     pub rejects: String,
 }
@@ -78,7 +88,9 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("database.replica_urls"),
+                    .with_list_parse_key("database.replica_urls")
+                    .with_list_parse_key("server.cors_origins")
+                    .with_list_parse_key("limits.trusted_proxies"),
             );
         if let Ok(url) = std::env::var("DATABASE_URL") {
             builder = builder.set_override("database.url", url)?;
@@ -116,6 +128,16 @@ impl Settings {
             .url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+        anyhow::ensure!(
+            self.limits.write_burst > 0,
+            "limits.write_burst must be at least 1"
+        );
+        if !self.server.metrics_listen.is_empty() {
+            self.server
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("server.metrics_listen is not HOST:PORT: {e}"))?;
+        }
         for url in &self.database.replica_urls {
             url.parse::<tokio_postgres::Config>().map_err(|e| {
                 anyhow::anyhow!("database.replica_urls: {url:?} is not a valid PostgreSQL URL: {e}")

@@ -28,6 +28,8 @@ type Waiting = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 pub struct Application {
     port: u16,
     server: Server,
+    /// GET /metrics on its own address (server.metrics_listen), if so configured.
+    metrics_server: Option<Server>,
     /// Set on SIGTERM or Ctrl-C: responses then close their connections (see
     /// `http::count_and_log`).
     draining: Arc<AtomicBool>,
@@ -61,6 +63,7 @@ impl Application {
         let draining = Arc::new(AtomicBool::new(false));
         let listener = bind(&settings)?;
         let port = listener.local_addr()?.port();
+        let metrics_server = metrics_server(&settings, shared.clone())?;
         let server = http_server(&settings, listener, shared.clone(), draining.clone())?;
         log::info!("listening on http://{}:{port}", settings.server.host);
         let waiting = prepare_database(&settings, primary.clone(), shared).await;
@@ -69,6 +72,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            metrics_server,
             draining,
             drain: Duration::from_secs(settings.server.drain_secs),
             pools,
@@ -106,6 +110,10 @@ impl Application {
                 None => Ok(()),
             }
         };
+        if let Some(metrics) = self.metrics_server {
+            // Stops with the process: it holds no request worth draining.
+            tokio::spawn(metrics);
+        }
         let mut server = self.server;
         let served = tokio::select! {
             served = &mut server => served.map_err(anyhow::Error::from),
@@ -194,11 +202,20 @@ fn http_server(
 ) -> anyhow::Result<Server> {
     let access_log = settings.server.access_log;
     let metrics = shared.metrics.clone();
+    // Built once: the limiter's counts are shared by every worker.
+    let (limit_writes, write_limit) = http::write_limit(&settings.limits);
+    let origins = settings.server.cors_origins.clone();
     Ok(HttpServer::new(move || {
         let metrics = metrics.clone();
         let draining = draining.clone();
+        // Outermost first: paths normalised, CORS (a preflight is answered here), the access log,
+        // timing and counting, the write limit, then the routes.
         App::new()
             .app_data(web::Data::new(shared.for_worker()))
+            .wrap(Condition::new(
+                limit_writes,
+                actix_governor::Governor::new(&write_limit),
+            ))
             .wrap_fn(move |req, srv| {
                 http::count_and_log(metrics.clone(), draining.clone(), srv.call(req))
             })
@@ -207,6 +224,7 @@ fn http_server(
                 // The Common Log Format: host, ident, user, time, request line, status, bytes.
                 Logger::new(r#"%a - - %t "%r" %s %b"#).log_target("access"),
             ))
+            .wrap(Condition::new(!origins.is_empty(), http::cors(&origins)))
             .wrap_fn(|mut req, srv| {
                 http::normalize_path(&mut req);
                 srv.call(req)
@@ -220,6 +238,29 @@ fn http_server(
     .shutdown_timeout(settings.server.shutdown_timeout_secs)
     .listen(listener)?
     .run())
+}
+
+/// GET /metrics alone on `server.metrics_listen`, when set: Prometheus scrapes the instances
+/// there, and a gateway in front of the API's address cannot pass it on.
+fn metrics_server(settings: &Settings, shared: Arc<Shared>) -> anyhow::Result<Option<Server>> {
+    if settings.server.metrics_listen.is_empty() {
+        return Ok(None);
+    }
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(shared.for_worker()))
+            .app_data(http::MetricsApart)
+            .configure(http::metrics_route)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(&settings.server.metrics_listen)?
+    .run();
+    log::info!(
+        "metrics on http://{}/metrics",
+        settings.server.metrics_listen
+    );
+    Ok(Some(server))
 }
 
 /// Reaches the database and applies the schema, then marks the state ready. One attempt now;

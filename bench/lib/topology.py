@@ -67,7 +67,8 @@ class Deployment:
             f"{self.shards} Citus workers, NGINX ({self.name})")
         p = self.cmd("up", "--instances", self.instances, "--replicas", self.replicas,
                      *(["--shards", self.shards] if self.shards else []),
-                     "--data", self.csv_dir, "--bin", self.binary)
+                     # The benchmark writes far faster than a shopper: no write limit at NGINX.
+                     "--write-limit", 0, "--data", self.csv_dir, "--bin", self.binary)
         self.url = p.stdout.strip().splitlines()[-1]
         if not self.url.startswith("http://"):
             die(f"deploy/local up printed no URL:\n{p.stdout[-2000:]}")

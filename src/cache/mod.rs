@@ -123,6 +123,13 @@ impl BodyCache {
         Ok(load().await?)
     }
 
+    /// Keeps `body` under `key` (a body just read anew).
+    pub async fn insert(&self, key: Key, body: Bytes) {
+        if let Some(bodies) = &self.bodies {
+            bodies.insert(key, body).await;
+        }
+    }
+
     /// Frees every body now (their keys are already unreachable once the epoch moved).
     pub fn clear(&self) {
         if let Some(bodies) = &self.bodies {

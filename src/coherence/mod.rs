@@ -83,14 +83,33 @@ impl Coherence {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, DbError>>,
     {
-        if !self.is_listening() {
-            return self.cache.bypass(load).await;
+        match self.version(doc) {
+            Some(version) => self.cache.get_or_load(Key { version, doc }, load).await,
+            None => self.cache.bypass(load).await,
         }
-        let version = Version {
+    }
+
+    /// The body of `doc` read anew (not from the cache), then cached for the reads that follow:
+    /// for a client that must see its own write, which this instance may not have heard of yet.
+    pub async fn fresh_document<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, DbError>>,
+    {
+        let version = self.version(doc);
+        let body = self.cache.bypass(load).await?;
+        if let Some(version) = version {
+            self.cache.insert(Key { version, doc }, body.clone()).await;
+        }
+        Ok(body)
+    }
+
+    /// The version a read of `doc` starts from; None while this instance may miss writes.
+    fn version(&self, doc: Doc) -> Option<Version> {
+        self.is_listening().then(|| Version {
             epoch: self.epoch.load(Ordering::Acquire),
             generation: self.generations[stripe(doc.product_id())].load(Ordering::Acquire),
-        };
-        self.cache.get_or_load(Key { version, doc }, load).await
+        })
     }
 
     /// The primary WAL position a replica must have replayed to serve `product_id`; None: only

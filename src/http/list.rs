@@ -1,13 +1,18 @@
 //! GET /reviews?product_id= and GET /reviews/:product_id/list: a page of a product's reviews.
 
 use super::params::Page;
+use super::token::Token;
 use super::AppState;
 use crate::cache::Doc;
 use crate::db;
 use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 
-pub async fn list(state: web::Data<AppState>, page: Page) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    page: Page,
+    token: Token,
+) -> Result<HttpResponse, ApiError> {
     let offset = page.offset();
     state
         .document(
@@ -17,6 +22,7 @@ pub async fn list(state: web::Data<AppState>, page: Page) -> Result<HttpResponse
                 page: page.page,
                 count: page.count,
             },
+            &token,
             &db::sql::LIST,
             &[
                 &page.product_id,

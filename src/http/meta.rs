@@ -1,6 +1,7 @@
 //! GET /reviews/meta?product_id= and GET /reviews/:product_id/meta: a product's rating summary.
 
 use super::params::ProductId;
+use super::token::Token;
 use super::AppState;
 use crate::cache::Doc;
 use crate::db;
@@ -10,8 +11,14 @@ use actix_web::{web, HttpResponse};
 pub async fn meta(
     state: web::Data<AppState>,
     ProductId(product_id): ProductId,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
     state
-        .document(Doc::Meta(product_id), &db::sql::META, &[&product_id])
+        .document(
+            Doc::Meta(product_id),
+            &token,
+            &db::sql::META,
+            &[&product_id],
+        )
         .await
 }

@@ -2,11 +2,22 @@
 //! pool at each scrape.
 
 use super::AppState;
+use crate::error::ApiError;
 use crate::metrics::StateLabels;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// The mark of the application that serves /metrics on its own address.
+pub struct MetricsApart;
+
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let shared = &state.shared;
+    // Served on its own address (server.metrics_listen): not on the API's.
+    if shared.metrics_apart && req.app_data::<MetricsApart>().is_none() {
+        return Err(ApiError::NotFound);
+    }
     let metrics = &shared.metrics;
     let cache = shared.coherence.cache();
     metrics.cache_entries.set(gauge(cache.entries()));
@@ -26,9 +37,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .set(gauge(value as u64));
     }
     metrics.pool_waiting.set(gauge(pool.waiting as u64));
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(metrics.encode())
+        .body(metrics.encode()))
 }
 
 fn gauge(value: u64) -> i64 {

@@ -4,6 +4,7 @@
 mod bench;
 mod docs;
 mod health;
+mod limits;
 mod list;
 mod meta;
 mod metrics;
@@ -11,8 +12,11 @@ mod middleware;
 mod new_review;
 pub mod params;
 mod state;
+pub mod token;
 mod writes;
 
+pub use limits::{cors, writes as write_limit};
+pub use metrics::MetricsApart;
 pub use middleware::{count_and_log, normalize_path};
 pub use state::{AppState, Shared};
 
@@ -36,7 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/reviews/{review_id}/helpful", "PUT").route(web::put().to(writes::helpful)))
     .service(resource("/reviews/{review_id}/report", "PUT").route(web::put().to(writes::report)))
     .service(resource("/health", "GET").route(web::get().to(health::health)))
-    .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+    .configure(metrics_route)
     .service(resource("/openapi.yaml", "GET").route(web::get().to(docs::openapi_yaml)))
     .service(resource("/openapi.json", "GET").route(web::get().to(docs::openapi_json_route)))
     .service(resource("/docs", "GET").route(web::get().to(docs::page)))
@@ -47,6 +51,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)
     }));
+}
+
+/// GET /metrics: with the other routes, or alone on `server.metrics_listen` (then the API's own
+/// address answers it 404).
+pub fn metrics_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)));
 }
 
 /// A resource whose wrong methods answer docs/api.md's 405 (with the `Allow` header HTTP asks

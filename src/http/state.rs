@@ -1,6 +1,7 @@
 //! What the handlers use: [`Shared`], built once in `startup` and shared by every HTTP worker
 //! behind one `Arc`, and each worker's own read lanes ([`AppState`]).
 
+use super::token::Token;
 use crate::cache::Doc;
 use crate::coherence::Coherence;
 use crate::config::Settings;
@@ -33,6 +34,8 @@ pub struct Shared {
     topology: OnceLock<db::Topology>,
     /// The constant body of GET /bench/constant (None unless server.bench_routes).
     pub bench_body: Option<Bytes>,
+    /// /metrics is served on its own address (server.metrics_listen), not the API's.
+    pub metrics_apart: bool,
     /// Read lanes per worker, and how many workers took their share so far.
     read_lanes: usize,
     workers_started: AtomicUsize,
@@ -68,6 +71,7 @@ impl Shared {
                 .server
                 .bench_routes
                 .then(|| Bytes::from(vec![b' '; super::bench::MAX_BYTES])),
+            metrics_apart: !settings.server.metrics_listen.is_empty(),
             workers_started: AtomicUsize::new(0),
         }
     }
@@ -95,43 +99,55 @@ impl Shared {
 
 impl AppState {
     /// Called once a write to `product_id` has committed, before it is acknowledged: from now on
-    /// no read of this instance answers from before it.
-    pub(super) async fn wrote(&self, product_id: i32) {
+    /// no read of this instance answers from before it. Returns the write's position for its
+    /// consistency token: where the primary's WAL stood after the commit (u64::MAX when that
+    /// could not be read: a read with the token then goes to the primary), or 0 when no read
+    /// goes to a replica.
+    pub(super) async fn wrote(&self, product_id: i32) -> u64 {
         let shared = &self.shared;
-        let lsn = match shared.coherence.needs_wal_position() {
-            true => db::query_opt(&shared.writes, shared.timeout, &db::sql::WAL_POSITION, &[])
-                .await
-                .ok()
-                .flatten()
-                .and_then(|row| row.try_get::<_, String>(0).ok())
-                .as_deref()
-                .and_then(db::parse_lsn),
-            false => None,
-        };
+        if !shared.coherence.needs_wal_position() {
+            shared.coherence.wrote(product_id, None);
+            return 0;
+        }
+        let lsn = db::query_opt(&shared.writes, shared.timeout, &db::sql::WAL_POSITION, &[])
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.try_get::<_, String>(0).ok())
+            .as_deref()
+            .and_then(db::parse_lsn);
         shared.coherence.wrote(product_id, lsn);
+        lsn.unwrap_or(u64::MAX)
     }
 
-    /// A read document: from the cache, or from its one statement.
+    /// A read document: from the cache, or from its one statement. A consistency token for its
+    /// product (the client's own write) skips the cache and asks for at least its position.
     pub(super) async fn document(
         &self,
         doc: Doc,
+        token: &Token,
         statement: &db::Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<HttpResponse, ApiError> {
         let shared = &self.shared;
         shared.ready()?;
-        let body = shared
-            .coherence
-            .document(doc, || async {
-                // Read after the cache version (see coherence): a replica older than a write
-                // never fills the version that follows the write.
-                let required = shared.coherence.required_position(doc.product_id());
-                self.reads
-                    .fetch_text(required, shared.timeout, statement, params)
-                    .await
-                    .map(Bytes::from)
-            })
-            .await?;
+        let own_write = token.position(doc.product_id());
+        let load = || async {
+            // Read after the cache version (see coherence): a replica older than a write never
+            // fills the version that follows the write.
+            let required = shared
+                .coherence
+                .required_position(doc.product_id())
+                .map(|required| required.max(own_write.unwrap_or(0)));
+            self.reads
+                .fetch_text(required, shared.timeout, statement, params)
+                .await
+                .map(Bytes::from)
+        };
+        let body = match own_write {
+            None => shared.coherence.document(doc, load).await?,
+            Some(_) => shared.coherence.fresh_document(doc, load).await?,
+        };
         Ok(HttpResponse::Ok()
             .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
             .body(body))

@@ -4,6 +4,7 @@
 
 use super::new_review::NewReview;
 use super::params::ReviewId;
+use super::token::Token;
 use super::AppState;
 use crate::db;
 use crate::error::ApiError;
@@ -19,25 +20,24 @@ pub async fn post_by_body(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
-    post(&state, NewReview::parse(None, &body)?).await
+    post(&state, NewReview::parse(None, &body)?, token).await
 }
 
 pub async fn post_by_path(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
-    post(
-        &state,
-        NewReview::parse(req.match_info().get("product_id"), &body)?,
-    )
-    .await
+    let review = NewReview::parse(req.match_info().get("product_id"), &body)?;
+    post(&state, review, token).await
 }
 
-async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiError> {
+async fn post(state: &AppState, review: NewReview, token: Token) -> Result<HttpResponse, ApiError> {
     let statements = state.shared.ready()?.writes();
     let row = db::query_opt(
         &state.shared.writes,
@@ -59,8 +59,12 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
     .await?;
     // None: the statement found that the characteristics are not exactly the product's.
     let review_id = returned_id(row)?.ok_or(ApiError::Invalid("characteristics"))?;
-    state.wrote(review.product_id).await;
-    Ok(HttpResponse::Created()
+    let position = state.wrote(review.product_id).await;
+    let mut response = HttpResponse::Created();
+    token
+        .with(review.product_id, position)
+        .set_on(&mut response);
+    Ok(response
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(format!("{{\"review_id\":{review_id}}}")))
 }
@@ -68,15 +72,17 @@ async fn post(state: &AppState, review: NewReview) -> Result<HttpResponse, ApiEr
 pub async fn helpful(
     state: web::Data<AppState>,
     review: ReviewId,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, review, |writes| &writes.helpful).await
+    mark(&state, review, token, |writes| &writes.helpful).await
 }
 
 pub async fn report(
     state: web::Data<AppState>,
     review: ReviewId,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
-    mark(&state, review, |writes| &writes.report).await
+    mark(&state, review, token, |writes| &writes.report).await
 }
 
 /// helpful and report: one statement on one review that returns its product id, or no row when
@@ -84,6 +90,7 @@ pub async fn report(
 async fn mark(
     state: &AppState,
     ReviewId(review_id): ReviewId,
+    token: Token,
     statement: fn(&db::sql::Writes) -> &db::Statement,
 ) -> Result<HttpResponse, ApiError> {
     let shared = &state.shared;
@@ -92,8 +99,10 @@ async fn mark(
     let product_id = returned_id(row)?.ok_or(ApiError::ReviewNotFound)?;
     // Here the write has committed: no read that began before it can store its body under the
     // new version (see coherence).
-    state.wrote(product_id).await;
-    Ok(HttpResponse::NoContent().finish())
+    let position = state.wrote(product_id).await;
+    let mut response = HttpResponse::NoContent();
+    token.with(product_id, position).set_on(&mut response);
+    Ok(response.finish())
 }
 
 /// The id a write statement returns: none when it returned no row (plain PostgreSQL's statements)

@@ -87,9 +87,16 @@ fn contract() -> &'static Contract {
                     schemas.push(format!("{pointer}/content/{}/schema", escape(media)));
                 }
             }
-            for (name, header) in response["headers"].as_object().into_iter().flatten() {
+            for name in response["headers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| n)
+            {
+                let (header_pointer, header) =
+                    contract.resolve(&format!("{pointer}/headers/{}", escape(name)));
                 if header.get("schema").is_some() {
-                    schemas.push(format!("{pointer}/headers/{}/schema", escape(name)));
+                    schemas.push(format!("{header_pointer}/schema"));
                 }
             }
         }
@@ -307,7 +314,15 @@ pub fn check_unlisted(method: &str, target: &str, status: u16, headers: &HeaderM
 fn check_response(what: &str, pointer: &str, headers: &HeaderMap, body: &[u8]) {
     let contract = contract();
     let (pointer, response) = contract.resolve(pointer);
-    for (name, header) in response["headers"].as_object().into_iter().flatten() {
+    for name in response["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(n, _)| n)
+    {
+        // A Header Object, or a reference to one of the components.
+        let (header_pointer, header) =
+            contract.resolve(&format!("{pointer}/headers/{}", escape(name)));
         let value = headers.get(name.as_str()).map(|v| v.to_str().unwrap_or(""));
         match value {
             None => assert!(
@@ -315,7 +330,7 @@ fn check_response(what: &str, pointer: &str, headers: &HeaderMap, body: &[u8]) {
                 "{what}: the required header {name} is missing"
             ),
             Some(value) => {
-                let schema = format!("{pointer}/headers/{}/schema", escape(name));
+                let schema = format!("{header_pointer}/schema");
                 if let Some(validator) = contract.validators.get(&schema) {
                     validate(
                         what,
