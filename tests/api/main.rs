@@ -10,6 +10,7 @@ mod dataset;
 mod demo;
 mod docs;
 mod drain;
+mod edge;
 mod faults;
 mod first_pages;
 mod helpers;

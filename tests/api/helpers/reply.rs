@@ -22,7 +22,18 @@ impl TestApp {
     /// A request to a route of openapi.yaml; the answer must be one the description documents
     /// for it (helpers/contract.rs), and a route it lacks fails the test.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Reply {
-        self.checked(contract::check, method, path, body).await
+        self.checked(contract::check, method, path, body, &[]).await
+    }
+
+    /// [`TestApp::call`] without a body, with these request headers.
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.checked(contract::check, method, path, None, headers)
+            .await
     }
 
     /// A request that deliberately misses the description's routes: a path it does not list (the
@@ -34,7 +45,7 @@ impl TestApp {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Reply {
-        self.checked(contract::check_unlisted, method, path, body)
+        self.checked(contract::check_unlisted, method, path, body, &[])
             .await
     }
 
@@ -44,8 +55,9 @@ impl TestApp {
         method: reqwest::Method,
         path: &str,
         body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
     ) -> Reply {
-        let reply = self.send(method.clone(), path, body).await;
+        let reply = self.send(method.clone(), path, body, headers).await;
         check(
             method.as_str(),
             path,
@@ -56,8 +68,17 @@ impl TestApp {
         reply
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Reply {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.address));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
