@@ -31,6 +31,7 @@ pub struct ServerSettings {
     pub drain_secs: u64,
     pub cors_origins: Vec<String>,
     pub metrics_listen: String,
+    pub shared_max_age_secs: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

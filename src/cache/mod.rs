@@ -1,6 +1,8 @@
 //! Finished response bodies of hot product ids, in memory (moka). A body is stored under its
 //! document and the [`Version`] of its product that `crate::coherence` gave the read, so this
-//! module never decides what is stale: it only stores, finds and weighs bodies.
+//! module never decides what is stale: it only stores, finds and weighs bodies. A body is kept
+//! with its gzip form and its entity tag, made once as it enters (`http::representation`), so a
+//! hit never compresses or hashes.
 
 use crate::coherence::Version;
 use crate::config::CacheSettings;
@@ -33,6 +35,15 @@ impl Doc {
     }
 }
 
+/// A finished document: its bytes, their gzip form when worth having, and the hash of the bytes
+/// that its entity tags are made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub plain: Bytes,
+    pub gzip: Option<Bytes>,
+    pub tag: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub version: Version,
@@ -60,7 +71,7 @@ impl From<DbError> for LoadError {
 }
 
 pub struct BodyCache {
-    bodies: Option<moka::future::Cache<Key, Bytes>>,
+    bodies: Option<moka::future::Cache<Key, Body>>,
     metrics: CacheMetrics,
 }
 
@@ -69,8 +80,9 @@ impl BodyCache {
         let bodies = settings.enabled.then(|| {
             moka::future::Cache::builder()
                 .max_capacity(settings.max_bytes)
-                .weigher(|_key: &Key, body: &Bytes| {
-                    let weight = body.len() + std::mem::size_of::<Key>();
+                .weigher(|_key: &Key, body: &Body| {
+                    let gzip = body.gzip.as_ref().map_or(0, Bytes::len);
+                    let weight = body.plain.len() + gzip + std::mem::size_of::<(Key, Body)>();
                     u32::try_from(weight).unwrap_or(u32::MAX)
                 })
                 .time_to_live(Duration::from_secs(settings.ttl_secs))
@@ -85,10 +97,10 @@ impl BodyCache {
 
     /// The body of `key`: from memory, or from `load` (once for all concurrent misses of the
     /// same key). Errors are not cached.
-    pub async fn get_or_load<F, Fut>(&self, key: Key, load: F) -> Result<Bytes, LoadError>
+    pub async fn get_or_load<F, Fut>(&self, key: Key, load: F) -> Result<Body, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, DbError>>,
+        Fut: Future<Output = Result<Body, DbError>>,
     {
         let Some(bodies) = &self.bodies else {
             return Ok(load().await?);
@@ -112,10 +124,10 @@ impl BodyCache {
     }
 
     /// `load`, neither looked up nor kept (counted as a miss when the cache is on).
-    pub async fn bypass<F, Fut>(&self, load: F) -> Result<Bytes, LoadError>
+    pub async fn bypass<F, Fut>(&self, load: F) -> Result<Body, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, DbError>>,
+        Fut: Future<Output = Result<Body, DbError>>,
     {
         if self.enabled() {
             self.metrics.misses.inc();
@@ -124,7 +136,7 @@ impl BodyCache {
     }
 
     /// Keeps `body` under `key` (a body just read anew).
-    pub async fn insert(&self, key: Key, body: Bytes) {
+    pub async fn insert(&self, key: Key, body: Body) {
         if let Some(bodies) = &self.bodies {
             bodies.insert(key, body).await;
         }

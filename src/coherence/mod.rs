@@ -19,9 +19,8 @@
 
 pub mod listen;
 
-use crate::cache::{BodyCache, Doc, Key, LoadError};
+use crate::cache::{Body, BodyCache, Doc, Key, LoadError};
 use crate::db::DbError;
-use bytes::Bytes;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -78,10 +77,10 @@ impl Coherence {
 
     /// The body of `doc`: from the cache when it holds the current version, else from `load`
     /// (once for all concurrent misses). Nothing is cached while this instance may miss writes.
-    pub async fn document<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, LoadError>
+    pub async fn document<F, Fut>(&self, doc: Doc, load: F) -> Result<Body, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, DbError>>,
+        Fut: Future<Output = Result<Body, DbError>>,
     {
         match self.version(doc) {
             Some(version) => self.cache.get_or_load(Key { version, doc }, load).await,
@@ -91,10 +90,10 @@ impl Coherence {
 
     /// The body of `doc` read anew (not from the cache), then cached for the reads that follow:
     /// for a client that must see its own write, which this instance may not have heard of yet.
-    pub async fn fresh_document<F, Fut>(&self, doc: Doc, load: F) -> Result<Bytes, LoadError>
+    pub async fn fresh_document<F, Fut>(&self, doc: Doc, load: F) -> Result<Body, LoadError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, DbError>>,
+        Fut: Future<Output = Result<Body, DbError>>,
     {
         let version = self.version(doc);
         let body = self.cache.bypass(load).await?;
@@ -247,22 +246,33 @@ mod tests {
         let c = coherence(false);
         c.listening_from(0);
         let doc = Doc::Meta(7);
-        let load =
-            |text: &'static str| move || async move { Ok(Bytes::from_static(text.as_bytes())) };
-        assert_eq!(c.document(doc, load("old")).await.unwrap(), "old");
-        assert_eq!(c.document(doc, load("new")).await.unwrap(), "old", "cached");
+        let load = |text: &'static str| {
+            move || async move {
+                Ok(Body {
+                    plain: bytes::Bytes::from_static(text.as_bytes()),
+                    gzip: None,
+                    tag: 0,
+                })
+            }
+        };
+        assert_eq!(c.document(doc, load("old")).await.unwrap().plain, "old");
+        assert_eq!(
+            c.document(doc, load("new")).await.unwrap().plain,
+            "old",
+            "cached"
+        );
         c.wrote(7, None);
-        assert_eq!(c.document(doc, load("new")).await.unwrap(), "new");
+        assert_eq!(c.document(doc, load("new")).await.unwrap().plain, "new");
         c.heard(7 + STRIPES as i32, 0);
         assert_eq!(
-            c.document(doc, load("newer")).await.unwrap(),
+            c.document(doc, load("newer")).await.unwrap().plain,
             "newer",
             "its stripe"
         );
         c.deaf();
-        assert_eq!(c.document(doc, load("deaf")).await.unwrap(), "deaf");
+        assert_eq!(c.document(doc, load("deaf")).await.unwrap().plain, "deaf");
         assert_eq!(
-            c.document(doc, load("still")).await.unwrap(),
+            c.document(doc, load("still")).await.unwrap().plain,
             "still",
             "not cached"
         );

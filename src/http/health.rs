@@ -10,6 +10,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     state.shared.ready()?;
     db::fetch_text(state.primary(), state.shared.timeout, &db::sql::HEALTH, &[]).await?;
     Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
         .content_type("text/plain; charset=utf-8")
         .body("OK"))
 }

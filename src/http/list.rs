@@ -1,6 +1,7 @@
 //! GET /reviews?product_id= and GET /reviews/:product_id/list: a page of a product's reviews.
 
 use super::params::Page;
+use super::representation::Accepts;
 use super::token::Token;
 use super::AppState;
 use crate::cache::Doc;
@@ -12,6 +13,7 @@ pub async fn list(
     state: web::Data<AppState>,
     page: Page,
     token: Token,
+    accepts: Accepts,
 ) -> Result<HttpResponse, ApiError> {
     let offset = page.offset();
     state
@@ -22,7 +24,7 @@ pub async fn list(
                 page: page.page,
                 count: page.count,
             },
-            &token,
+            (&token, &accepts),
             &db::sql::LIST,
             &[
                 &page.product_id,

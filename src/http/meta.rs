@@ -1,6 +1,7 @@
 //! GET /reviews/meta?product_id= and GET /reviews/:product_id/meta: a product's rating summary.
 
 use super::params::ProductId;
+use super::representation::Accepts;
 use super::token::Token;
 use super::AppState;
 use crate::cache::Doc;
@@ -12,11 +13,12 @@ pub async fn meta(
     state: web::Data<AppState>,
     ProductId(product_id): ProductId,
     token: Token,
+    accepts: Accepts,
 ) -> Result<HttpResponse, ApiError> {
     state
         .document(
             Doc::Meta(product_id),
-            &token,
+            (&token, &accepts),
             &db::sql::META,
             &[&product_id],
         )

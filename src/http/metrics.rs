@@ -38,6 +38,7 @@ pub async fn metrics(
     }
     metrics.pool_waiting.set(gauge(pool.waiting as u64));
     Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(metrics.encode()))
 }

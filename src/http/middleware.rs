@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::metrics::{Metrics, Route};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderValue, CACHE_CONTROL};
 use actix_web::http::{ConnectionType, Method, Uri};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,12 @@ pub async fn count_and_log<B: MessageBody>(
             .set_connection_type(ConnectionType::Close);
     }
     let status = response.status();
+    // An error is an answer of this moment: no cache keeps it (a 503 must not outlive the fault).
+    if status.as_u16() >= 400 && !response.headers().contains_key(CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let req = response.request();
     let method = method_label(req.method());
     let class = metrics.count(status.as_u16());

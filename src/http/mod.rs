@@ -11,6 +11,7 @@ mod metrics;
 mod middleware;
 mod new_review;
 pub mod params;
+pub mod representation;
 mod state;
 pub mod token;
 mod writes;

@@ -1,6 +1,7 @@
 //! What the handlers use: [`Shared`], built once in `startup` and shared by every HTTP worker
 //! behind one `Arc`, and each worker's own read lanes ([`AppState`]).
 
+use super::representation::{self, Accepts, Keep, GZIP_CACHED_MIN, GZIP_UNCACHED_MIN};
 use super::token::Token;
 use crate::cache::Doc;
 use crate::coherence::Coherence;
@@ -8,10 +9,10 @@ use crate::config::Settings;
 use crate::db::{self, DbError};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use deadpool_postgres::Pool;
+use flate2::Compression;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub bench_body: Option<Bytes>,
     /// /metrics is served on its own address (server.metrics_listen), not the API's.
     pub metrics_apart: bool,
+    /// How long shared caches may keep a read's answer (see `representation`).
+    shared_max_age: u32,
     /// Read lanes per worker, and how many workers took their share so far.
     read_lanes: usize,
     workers_started: AtomicUsize,
@@ -72,6 +75,7 @@ impl Shared {
                 .bench_routes
                 .then(|| Bytes::from(vec![b' '; super::bench::MAX_BYTES])),
             metrics_apart: !settings.server.metrics_listen.is_empty(),
+            shared_max_age: settings.server.shared_max_age_secs.max(1),
             workers_started: AtomicUsize::new(0),
         }
     }
@@ -120,18 +124,27 @@ impl AppState {
         lsn.unwrap_or(u64::MAX)
     }
 
-    /// A read document: from the cache, or from its one statement. A consistency token for its
-    /// product (the client's own write) skips the cache and asks for at least its position.
+    /// A read document: from the cache, or from its one statement; as the client accepts it
+    /// (`representation`). A consistency token for its product (the client's own write) skips
+    /// the cache and asks for at least its position.
     pub(super) async fn document(
         &self,
         doc: Doc,
-        token: &Token,
+        (token, accepts): (&Token, &Accepts),
         statement: &db::Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<HttpResponse, ApiError> {
         let shared = &self.shared;
         shared.ready()?;
         let own_write = token.position(doc.product_id());
+        // A body that may enter the cache is compressed once, well; one for this client alone
+        // only when it takes gzip and is big enough, fast.
+        let compress = match shared.coherence.cache().enabled() {
+            true => Some((Compression::default(), GZIP_CACHED_MIN)),
+            false => accepts
+                .gzip
+                .then_some((Compression::fast(), GZIP_UNCACHED_MIN)),
+        };
         let load = || async {
             // Read after the cache version (see coherence): a replica older than a write never
             // fills the version that follows the write.
@@ -139,18 +152,23 @@ impl AppState {
                 .coherence
                 .required_position(doc.product_id())
                 .map(|required| required.max(own_write.unwrap_or(0)));
-            self.reads
+            let text = self
+                .reads
                 .fetch_text(required, shared.timeout, statement, params)
-                .await
-                .map(Bytes::from)
+                .await?;
+            Ok(representation::body(Bytes::from(text), compress))
         };
-        let body = match own_write {
-            None => shared.coherence.document(doc, load).await?,
-            Some(_) => shared.coherence.fresh_document(doc, load).await?,
+        let (body, keep) = match own_write {
+            None => (
+                shared.coherence.document(doc, load).await?,
+                Keep::Shared(shared.shared_max_age),
+            ),
+            Some(_) => (
+                shared.coherence.fresh_document(doc, load).await?,
+                Keep::Private,
+            ),
         };
-        Ok(HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-            .body(body))
+        Ok(representation::respond(&body, accepts, &keep))
     }
 
     /// This worker's reads of the primary (health).

@@ -71,9 +71,14 @@ impl Token {
     }
 
     /// The token on a write's answer: the header, and the cookie (HttpOnly: no script needs it;
-    /// SameSite=Lax: sent by the shop's own pages; Path=/reviews: every route that reads).
+    /// SameSite=Lax: sent by the shop's own pages; Path=/reviews: every route that reads). The
+    /// answer is the client's own: no cache may keep it.
     pub fn set_on(&self, response: &mut HttpResponseBuilder) {
         let text = self.text();
+        response.insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            super::representation::PRIVATE,
+        ));
         response.insert_header((HEADER, text.clone()));
         response.insert_header((
             actix_web::http::header::SET_COOKIE,

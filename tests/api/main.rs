@@ -14,6 +14,7 @@ mod edge;
 mod faults;
 mod first_pages;
 mod helpers;
+mod http_caching;
 mod load;
 mod metrics;
 mod reads;

@@ -370,6 +370,16 @@ fn check_response(what: &str, pointer: &str, headers: &HeaderMap, body: &[u8]) {
     let Some(validator) = contract.validators.get(&schema) else {
         return;
     };
+    // A gzip body (Content-Encoding: gzip) is checked as what it decodes to; the helpers that
+    // hand bodies over as text decode it before.
+    let decoded;
+    let body = match headers.get("content-encoding").map(|v| v.as_bytes()) {
+        Some(b"gzip") if body.starts_with(&[0x1f, 0x8b]) => {
+            decoded = gunzip(body);
+            &decoded[..]
+        }
+        _ => body,
+    };
     let essence = media_type(media).0;
     let instance = if essence == "application/json" || essence.ends_with("+json") {
         serde_json::from_slice(body)
@@ -384,6 +394,14 @@ fn check_response(what: &str, pointer: &str, headers: &HeaderMap, body: &[u8]) {
         )
     };
     validate(what, validator, &instance, body);
+}
+
+/// The bytes a gzip body decodes to.
+pub fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out)
+        .expect("a valid gzip body");
+    out
 }
 
 fn validate(what: &str, validator: &jsonschema::Validator, instance: &Value, body: &[u8]) {
@@ -512,15 +530,31 @@ fn answers_that_break_the_description_fail() {
         h.insert("content-type", content_type.parse().unwrap());
         h
     };
-    let (json, text) = (
+    let (mut json, text) = (
         headers("application/json"),
         headers("text/plain; charset=utf-8"),
+    );
+    let bare_json = json.clone();
+    for (name, value) in [
+        ("etag", "\"0123456789abcdef\""),
+        ("cache-control", "public, max-age=0, s-maxage=1"),
+        ("vary", "Accept-Encoding"),
+    ] {
+        json.insert(name, value.parse().unwrap());
+    }
+    let mut voted = HeaderMap::new();
+    voted.insert("x-consistency-token", "5:1A".parse().unwrap());
+    voted.insert(
+        "set-cookie",
+        "reviews_token=5:1A; Path=/reviews; Max-Age=30; HttpOnly; SameSite=Lax"
+            .parse()
+            .unwrap(),
     );
     let list = br#"{"product":"2","page":0,"count":5,"results":[]}"#;
     check("GET", "/reviews?product_id=2", 200, &json, list);
     check("GET", "/reviews/2/list/", 200, &json, list);
     check("GET", "/health", 200, &text, b"OK");
-    check("PUT", "/reviews/5/helpful", 204, &HeaderMap::new(), b"");
+    check("PUT", "/reviews/5/helpful", 204, &voted, b"");
     check_unlisted("GET", "/no/such/route", 404, &text, b"Error: not found");
     let mut allow = text.clone();
     allow.insert("allow", "GET, POST".parse().unwrap());
@@ -533,6 +567,21 @@ fn answers_that_break_the_description_fail() {
     );
 
     let fails = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+    // A read without its validator and cache headers; a write without its token.
+    assert!(fails(&|| check(
+        "GET",
+        "/reviews?product_id=2",
+        200,
+        &bare_json,
+        list
+    )));
+    assert!(fails(&|| check(
+        "PUT",
+        "/reviews/5/helpful",
+        204,
+        &HeaderMap::new(),
+        b""
+    )));
     // A body that breaks its schema, a text outside the documented enum, an undocumented status
     // or Content-Type, a body on a 204, an undescribed route, a 405 without its Allow.
     assert!(fails(&|| check(
@@ -557,11 +606,13 @@ fn answers_that_break_the_description_fail() {
         &text,
         list
     )));
+    let mut text_voted = voted.clone();
+    text_voted.insert("content-type", "text/plain; charset=utf-8".parse().unwrap());
     assert!(fails(&|| check(
         "PUT",
         "/reviews/5/report",
         204,
-        &text,
+        &text_voted,
         b"x"
     )));
     assert!(fails(&|| check(

@@ -16,6 +16,8 @@ pub struct Reply {
     pub content_type: String,
     pub body: String,
     pub headers: reqwest::header::HeaderMap,
+    /// The body's size as it came (compressed, when it was).
+    pub wire_bytes: usize,
 }
 
 impl TestApp {
@@ -92,12 +94,18 @@ impl TestApp {
                 .get("content-type")
                 .map(|v| v.to_str().unwrap_or("").to_string())
                 .unwrap_or_default();
-            let body = response.bytes().await.expect("response body");
+            let wire = response.bytes().await.expect("response body");
+            // The body as text, decoded when it came compressed; its size as it came.
+            let body = match headers.get("content-encoding").map(|v| v.as_bytes()) {
+                Some(b"gzip") => contract::gunzip(&wire),
+                _ => wire.to_vec(),
+            };
             Reply {
                 status,
                 content_type,
                 body: String::from_utf8_lossy(&body).into_owned(),
                 headers,
+                wire_bytes: wire.len(),
             }
         };
         tokio::time::timeout(HANG, answer)
