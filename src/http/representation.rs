@@ -30,10 +30,9 @@ use actix_web::http::header::{
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use std::cell::RefCell;
 use std::future::{ready, Ready};
-use std::io::Write;
 
 /// The smallest body compressed for one request (see the module comment).
 pub const GZIP_UNCACHED_MIN: usize = 1400;
@@ -96,11 +95,42 @@ pub fn body(plain: Bytes, compress: Option<(Compression, usize)>) -> Body {
     Body { plain, gzip, tag }
 }
 
+/// `plain` in the gzip format (RFC 1952): a fixed header, the raw deflate stream, the CRC-32 and
+/// the length. The deflate state (hundreds of kilobytes, which a new encoder allocates and zeroes
+/// each time: that cost more than compressing a page) is kept per thread and level, and reset.
 fn gzip(plain: &[u8], level: Compression) -> Bytes {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 2 + 32), level);
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(plain);
-    Bytes::from(encoder.finish().unwrap_or_default())
+    thread_local! {
+        static DEFLATE: RefCell<Vec<(u32, Compress)>> = const { RefCell::new(Vec::new()) };
+    }
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut out = Vec::with_capacity(plain.len() / 2 + 64);
+    out.extend_from_slice(&HEADER);
+    DEFLATE.with_borrow_mut(|states| {
+        let index = match states.iter().position(|(l, _)| *l == level.level()) {
+            Some(index) => index,
+            None => {
+                states.push((level.level(), Compress::new(level, false)));
+                states.len() - 1
+            }
+        };
+        let deflate = &mut states[index].1;
+        deflate.reset();
+        loop {
+            out.reserve(256);
+            let read = deflate.total_in() as usize;
+            // Finish: all input is here. Ok(StreamEnd) once every byte is out.
+            match deflate.compress_vec(&plain[read..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => break,
+                Ok(_) => continue,
+                Err(_) => unreachable!("deflate of a whole buffer into a growing Vec"),
+            }
+        }
+    });
+    let mut crc = Crc::new();
+    crc.update(plain);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    Bytes::from(out)
 }
 
 /// FNV-1a, 64 bits: a well-known hash, the same on every machine and build.
