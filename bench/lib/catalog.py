@@ -33,6 +33,26 @@ SCENARIOS = [
     dict(name="mixed", cache=True, script="mixed.lua", ids="last10",
          route="45% GET list, 45% GET meta, 5% POST /reviews, 4% PUT helpful, 1% PUT report",
          ceiling="pgbench-mixed"),
+    # As browsers ask (Accept-Encoding: gzip, deflate, br): the same reads, compressed answers.
+    # No ceiling of their own: the report sets each beside its plain twin above.
+    dict(name="list-random-gzip", cache=False, script="list.lua", ids="last10", count=None, gzip=True,
+         twin="list-random", route="GET /reviews?product_id=R&sort=relevant, Accept-Encoding: gzip", ceiling=None),
+    dict(name="meta-random-gzip", cache=False, script="meta.lua", ids="last10", gzip=True, twin="meta-random",
+         route="GET /reviews/meta?product_id=R, Accept-Encoding: gzip", ceiling=None),
+    dict(name="list-large-gzip", cache=False, script="list.lua", ids="last10", count=1000, gzip=True,
+         twin="list-large", route="GET /reviews?...&count=1000, Accept-Encoding: gzip", ceiling=None),
+    dict(name="list-hot-gzip", cache=True, script="list.lua", ids="hot", count=None, gzip=True, twin="list-hot",
+         route="GET /reviews?product_id=R&sort=relevant, Accept-Encoding: gzip", ceiling=None),
+    dict(name="meta-hot-gzip", cache=True, script="meta.lua", ids="hot", gzip=True, twin="meta-hot",
+         route="GET /reviews/meta?product_id=R, Accept-Encoding: gzip", ceiling=None),
+    # A client revalidating what it has (If-None-Match with the ETag it was given): 304s. Plain
+    # bodies, from which the script reads which product an ETag is of (wrk's answers do not say
+    # which request they answer).
+    dict(name="list-hot-revalidate", cache=True, script="list.lua", ids="hot", count=None,
+         revalidate=True, twin="list-hot",
+         route="GET /reviews?product_id=R&sort=relevant, If-None-Match", ceiling=None),
+    dict(name="meta-hot-revalidate", cache=True, script="meta.lua", ids="hot", revalidate=True,
+         twin="meta-hot", route="GET /reviews/meta?product_id=R, If-None-Match", ceiling=None),
 ]
 # Fixed-rate (open loop) runs: oha at a given rate, cache off.
 FIXED_RATE = [

@@ -151,6 +151,25 @@ def summary_table(d: dict) -> list[str]:
     return lines
 
 
+def browser_table(d: dict) -> list[str]:
+    """The reads as browsers ask them (gzip; If-None-Match), each beside its plain twin of the same
+    run: req/s, bytes of body on the wire per answer, the service's CPU per request."""
+    rows = [sc for sc in SCENARIOS if sc.get("twin") and sc["name"] in d["scenarios"]]
+    if not rows:
+        return []
+    lines = ["| scenario | req/s | twin | twin req/s | body bytes on the wire per answer (twin) "
+             "| service CPU µs/req (twin) | 304s | errors |", "|---|--:|---|--:|--:|--:|--:|--:|"]
+    for sc in rows:
+        r, t = d["scenarios"][sc["name"]], d["scenarios"].get(sc["twin"]) or {}
+        statuses = r.get("statuses") or {}
+        share = statuses.get("304", 0) / r["responses"] if r.get("responses") else 0
+        lines.append(f"| {sc['name']}{' (cache on)' if sc['cache'] else ''} | {fmt_rps(r['rps'])} | {sc['twin']} | "
+                     f"{fmt_rps(t.get('rps'))} | {r['mean_body_bytes']:,.0f} ({t.get('mean_body_bytes', 0):,.0f}) | "
+                     f"{fmt_us(cpu_us(r, 'server'))} ({fmt_us(cpu_us(t, 'server'))}) | {share:.0%} | "
+                     f"{errors_cell(r)} |")
+    return lines
+
+
 def fixed_table(d: dict) -> list[str]:
     lines = ["| scenario | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
              "| errors (socket / non-2xx) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
@@ -265,6 +284,10 @@ def write_report(report: dict, out: Path) -> None:
               "Closed loop (wrk), each against its ceiling measured in the same run:", ""]
         L += results_table(d)
         L += [""]
+        if browser_table(d):
+            L += ["As browsers ask: `Accept-Encoding: gzip, deflate, br` (body sizes as sent, compressed), "
+                  "and revalidation with `If-None-Match` (304s). Each beside its plain twin:", ""]
+            L += browser_table(d) + [""]
         if d["fixed_rate"]:
             L += ["Fixed rate (oha, open loop, latency corrected for coordinated omission), cache off:", ""]
             L += fixed_table(d)

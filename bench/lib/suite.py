@@ -64,12 +64,13 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
         try:
             for sc in uncached:
                 r = runner.clean(sc["name"], lambda: runner.scenario(ds, server, sc))
-                r["ceiling"] = pgbench_ceiling(sc)
-                # The HTTP half of the path: the same binary answering a constant body of the
-                # scenario's mean size, for the composed ceiling below.
-                nbytes = max(1, round(r["mean_body_bytes"]))
-                r["constant"] = runner.clean(f"{sc['name']} constant", lambda: runner.constant(
-                    ds, server, nbytes, f"{ds.products}/{sc['name']} HTTP ceiling (constant {nbytes} B)"))
+                if sc["ceiling"]:
+                    r["ceiling"] = pgbench_ceiling(sc)
+                    # The HTTP half of the path: the same binary answering a constant body of the
+                    # scenario's mean size, for the composed ceiling below.
+                    nbytes = max(1, round(r["mean_body_bytes"]))
+                    r["constant"] = runner.clean(f"{sc['name']} constant", lambda: runner.constant(
+                        ds, server, nbytes, f"{ds.products}/{sc['name']} HTTP ceiling (constant {nbytes} B)"))
                 result["scenarios"][sc["name"]] = r
             for rate in a.rate:
                 for fr in fixed:
@@ -98,7 +99,7 @@ def bench_dataset(runner: Runner, binary: Path, ds: Dataset, selected: set[str])
                     nbytes = max(1, round(r["mean_body_bytes"]))
                     r["ceiling"] = runner.clean(f"{sc['name']} ceiling", lambda: runner.constant(
                         ds, server, nbytes, f"{ds.products}/{sc['name']} ceiling (constant {nbytes} B)"))
-                else:
+                elif sc["name"] == "mixed":
                     mixed_done = True
                 result["scenarios"][sc["name"]] = r
         finally:

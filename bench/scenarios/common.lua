@@ -18,6 +18,9 @@ params = {}
 statuses = {}
 body_bytes = 0
 responses = 0
+-- Answers that are not what the scenario expects: anything but 2xx (a 304 is expected when
+-- revalidating), counted where the scenario's parameters are known.
+unexpected = 0
 
 function init(args)
   for _, a in ipairs(args) do
@@ -29,7 +32,22 @@ function init(args)
   math.randomseed(tonumber(params.seed or "1") * 1000 + (thread_no or 1))
   lo = tonumber(params.lo or "1")
   hi = tonumber(params.hi or "1")
+  -- gzip=1: ask as browsers do; the body sizes summed are then the compressed ones, on the wire.
+  if params.gzip == "1" then wrk.headers["Accept-Encoding"] = "gzip, deflate, br" end
   if scenario_init then scenario_init() end
+end
+
+-- revalidate=1: each product's ETag, once answered, is sent back as If-None-Match, as a browser
+-- revalidating its copy does (the product is read off the body: `"product":"N"` or
+-- `"product_id":"N"`).
+etags = {}
+
+-- A GET of `path` for product `id`, conditional when revalidating and its ETag is known.
+function get(path, id)
+  if params.revalidate == "1" and etags[id] then
+    return wrk.format("GET", path, { ["If-None-Match"] = etags[id] })
+  end
+  return wrk.format("GET", path)
 end
 
 -- A product id uniform in [lo, hi].
@@ -41,23 +59,30 @@ function response(status, headers, body)
   responses = responses + 1
   local key = tostring(status)
   statuses[key] = (statuses[key] or 0) + 1
+  if (status < 200 or status > 299) and not (status == 304 and params.revalidate == "1") then
+    unexpected = unexpected + 1
+  end
   if body then body_bytes = body_bytes + #body end
+  if params.revalidate == "1" and status == 200 and body then
+    local id = body:match('"product_?i?d?":"(%d+)"')
+    local etag = headers["etag"] or headers["ETag"]
+    if id and etag then etags[tonumber(id)] = etag end
+  end
   if scenario_response then scenario_response(status) end
 end
 
 function done(summary, latency, requests)
-  local agg, bytes, n, kinds = {}, 0, 0, {}
+  local agg, bytes, n, kinds, non2xx = {}, 0, 0, {}, 0
   for _, t in ipairs(threads) do
     for k, v in pairs(t:get("statuses") or {}) do agg[k] = (agg[k] or 0) + v end
     for k, v in pairs(t:get("by_kind") or {}) do kinds[k] = (kinds[k] or 0) + v end
     bytes = bytes + (t:get("body_bytes") or 0)
+    non2xx = non2xx + (t:get("unexpected") or 0)
     n = n + (t:get("responses") or 0)
   end
-  local parts, non2xx = {}, 0
+  local parts = {}
   for k, v in pairs(agg) do
     table.insert(parts, string.format('"%s":%d', k, v))
-    local s = tonumber(k)
-    if s < 200 or s > 299 then non2xx = non2xx + v end
   end
   local kparts = {}
   for k, v in pairs(kinds) do table.insert(kparts, string.format('"%s":%d', k, v)) end

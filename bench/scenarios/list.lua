@@ -4,7 +4,8 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "common.lua")
 
 function request()
-  local path = "/reviews?product_id=" .. random_id() .. "&sort=relevant"
+  local id = random_id()
+  local path = "/reviews?product_id=" .. id .. "&sort=relevant"
   if params.count then path = path .. "&count=" .. params.count end
-  return wrk.format("GET", path)
+  return get(path, id)
 end

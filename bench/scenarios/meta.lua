@@ -3,5 +3,6 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "common.lua")
 
 function request()
-  return wrk.format("GET", "/reviews/meta?product_id=" .. random_id())
+  local id = random_id()
+  return get("/reviews/meta?product_id=" .. id, id)
 end
