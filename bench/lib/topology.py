@@ -68,7 +68,11 @@ class Deployment:
         p = self.cmd("up", "--instances", self.instances, "--replicas", self.replicas,
                      *(["--shards", self.shards] if self.shards else []),
                      # The benchmark writes far faster than a shopper: no write limit at NGINX.
-                     "--write-limit", 0, "--data", self.csv_dir, "--bin", self.binary)
+                     "--write-limit", 0,
+                     # What the instances do is measured through NGINX: no microcache in between
+                     # (microcache_comparison turns it on where it is the point).
+                     "--microcache", "off",
+                     "--data", self.csv_dir, "--bin", self.binary)
         self.url = p.stdout.strip().splitlines()[-1]
         if not self.url.startswith("http://"):
             die(f"deploy/local up printed no URL:\n{p.stdout[-2000:]}")
@@ -174,6 +178,24 @@ def measure_set(runner: Runner, ds: Dataset, target, names: list[str], label: st
         r = runner.clean(f"{name} ({label})", lambda: runner.scenario(ds, target, sc))
         r["configuration"] = label
         out[name] = r
+    return out
+
+
+def microcache_comparison(runner: Runner, ds: Dataset, dep: Deployment, names: list[str]) -> dict:
+    """Each hot scenario through NGINX with its 1 s microcache on, then off (`deploy/local
+    microcache`, a reload), back to back: requests/s, and how many reached the instances (their
+    own /metrics counts over the same seconds). The instances' own cache is on in both."""
+    out = {}
+    for name in names:
+        sc = scenario_def(name)
+        pair = {}
+        for state in ("on", "off"):
+            dep.cmd("microcache", state)
+            r = runner.clean(f"{name} (NGINX microcache {state})", lambda: runner.scenario(ds, Front(dep), sc))
+            r["configuration"] = f"microcache {state}"
+            r["reached_instances"] = sum(r["server_responses_by_class"].values())
+            pair[state] = r
+        out[name] = pair
     return out
 
 
@@ -328,6 +350,9 @@ def bench_topology(runner: Runner, binary: Path, ds: Dataset, selected: set[str]
             front.update(measure_set(runner, ds, Front(dep), group, f"{a.instances} instances via NGINX"))
         result["configurations"]["direct"] = direct
         result["configurations"]["nginx"] = front
+        hot = [n for n in cached if n in ("list-hot", "meta-hot")]
+        if hot:
+            result["microcache"] = microcache_comparison(runner, ds, dep, hot)
         dep.down()
         deps.remove(dep)
         # C: the same on Citus, a coordinator and S workers.
@@ -476,6 +501,22 @@ def overhead_lines(t: dict) -> list[str]:
     return out
 
 
+def microcache_table(t: dict) -> list[str]:
+    lines = ["| scenario | microcache | req/s | p99 ms | requests that reached the instances (per s) "
+             "| CPU µs/req NGINX | CPU µs/req instances | CPU µs/req total | errors |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for name, pair in t["microcache"].items():
+        for state, r in pair.items():
+            per = r.get("cpu_us_per_req") or {}
+            total = sum(per.get(g) or 0 for g, _ in CPU_PARTS if g != "loadgen")
+            secs = r["duration_us"] / 1e6
+            lines.append(f"| {name} | {state} | {r['rps']:,.0f} | {ms(r['latency_us']['p99'])} | "
+                         f"{r['reached_instances']:,} ({r['reached_instances'] / secs:,.0f}) | "
+                         f"{per.get('nginx') or 0:,.0f} | {per.get('server') or 0:,.0f} | {total:,.0f} | "
+                         f"{r['socket_error_count'] + r['non2xx']} |")
+    return lines
+
+
 def svg_topology(t: dict) -> str:
     confs = [(k, v) for k, v in t["configurations"].items() if v]
     colours = {"direct": "#2b5d9b", "nginx": "#7fa3d1", "replicas": "#c9d7ea",
@@ -529,6 +570,12 @@ def write_topology_report(report: dict, out: Path) -> None:
               "configuration; PG primary / replicas: every process of that cluster, WAL sender and receiver "
               "included). Total: every part but wrk.", ""]
         L += ["What NGINX, the replica and Citus cost or bring here:", ""] + overhead_lines(t) + [""]
+        if t.get("microcache"):
+            L += ["### NGINX's microcache", "",
+                  "The hot scenarios through NGINX on deployment A (instances' cache on), with NGINX's 1 s "
+                  "microcache on and then off (`deploy/local microcache on|off`, a reload), back to back. "
+                  "Requests that reached the instances: their own /metrics response counts over the same "
+                  "seconds.", ""] + microcache_table(t) + [""]
         if t["drills"]:
             L += ["### Drills under wrk", "",
                   f"wrk -t{a['connections']} -c{a['connections']} (one connection per thread, so mixed.lua's "
