@@ -888,3 +888,84 @@ async fn writes_over_the_gateway_limit_get_429_and_leave_no_trace() {
     assert_eq!(after - before, accepted, "only the accepted votes counted");
     deployment.verify();
 }
+
+/// NGINX's microcache answers a hot product's reads without the instances: of many reads of one
+/// URI over a second or two, about one a second reaches an instance; turned off (`deploy/local
+/// microcache off`, a reload), every read does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microcache_keeps_a_hot_products_reads_off_the_instances() {
+    let deployment = Deployment::up(&[
+        "--instances",
+        "2",
+        "--replicas",
+        "0",
+        "--products",
+        PRODUCTS,
+    ]);
+    let http = client();
+    let url = format!("{}/reviews?product_id=3&sort=helpful", deployment.url);
+    // Answers the instances gave, all classes, by their own /metrics (each of these reads of
+    // /metrics counts one more per instance).
+    let answered = || async {
+        let mut total = 0.0;
+        for instance in deployment.instance_urls() {
+            let (_, text) = get(&http, &format!("{instance}/metrics")).await;
+            total += text
+                .lines()
+                .filter_map(|l| l.strip_prefix("reviews_http_responses_total{class=\""))
+                .filter_map(|l| l.split_once("\"} "))
+                .map(|(_, v)| v.parse::<f64>().unwrap())
+                .sum::<f64>();
+        }
+        total as i64
+    };
+    const READS: i64 = 400;
+    // READS reads of `url`, 20 at a time: (how many NGINX answered from its cache, seconds taken).
+    let burst = || async {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (http, url) = (http.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut hits = 0;
+                for _ in 0..READS / 20 {
+                    let response = http.get(&url).send().await.unwrap();
+                    assert_eq!(response.status().as_u16(), 200);
+                    // HIT, or UPDATING: the expired entry, while one request refreshes it.
+                    let status = response.headers().get("x-cache").map(|v| v.as_bytes());
+                    if matches!(status, Some(b"HIT" | b"UPDATING")) {
+                        hits += 1;
+                    }
+                    response.bytes().await.unwrap();
+                }
+                hits
+            }));
+        }
+        let mut hits = 0;
+        for task in tasks {
+            hits += task.await.unwrap();
+        }
+        (hits, started.elapsed().as_secs_f64())
+    };
+    let instances = deployment.instance_urls().len() as i64;
+
+    let before = answered().await;
+    let (hits, seconds) = burst().await;
+    let reached = answered().await - before - instances;
+    // One fill per second begun (and one refresh racing an expiry), nothing more.
+    let bound = seconds.ceil() as i64 + 2;
+    assert!(
+        reached <= bound,
+        "{reached} of {READS} reads reached the instances in {seconds:.1} s (at most {bound})"
+    );
+    assert!(
+        hits >= READS - bound,
+        "{hits} of {READS} were microcache hits"
+    );
+
+    deployment.run(&["microcache", "off"]);
+    let before = answered().await;
+    let (hits, _) = burst().await;
+    let reached = answered().await - before - instances;
+    assert_eq!((reached, hits), (READS, 0), "without the microcache");
+}
